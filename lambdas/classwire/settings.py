@@ -1,0 +1,181 @@
+"""Runtime settings of the Lambdas, carried in their environment variables.
+
+The infrastructure config builds a `Settings` per environment and writes it with `to_env()`;
+each handler reads it back once per execution environment with `Settings.from_env()`.
+Both sides use this module, so a variable's name is written exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# API Gateway closes a connection after 2 hours; records outlive that so a live one is never expired.
+CONNECTION_TTL_SECONDS = 3 * 3600
+# A resend with the same sender and id within this window yields the original event.
+IDEMPOTENCY_WINDOW_SECONDS = 15 * 60
+# API Gateway's WebSocket frame limit is 32 KB; replies stay below it with room for the envelope.
+FRAME_LIMIT_BYTES = 32 * 1024
+ROLES = ("teacher", "student")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or out of range; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_data_bytes: int = 16 * 1024
+    rate_per_second: float = 20.0
+    rate_burst: int = 40
+    log_max_events: int = 10_000
+    log_max_age_seconds: int = 24 * 3600
+
+    def validate(self) -> None:
+        if not 1 <= self.max_data_bytes <= FRAME_LIMIT_BYTES // 2:
+            raise SettingsError(f"max_data_bytes must be 1..{FRAME_LIMIT_BYTES // 2}, got {self.max_data_bytes}")
+        if self.rate_per_second <= 0 or self.rate_burst < 1:
+            raise SettingsError("rate_per_second must be > 0 and rate_burst >= 1")
+        if self.log_max_events < 1 or self.log_max_age_seconds < 60:
+            raise SettingsError("log_max_events must be >= 1 and log_max_age_seconds >= 60")
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    """How the authorizer verifies tokens: HS256 with a Secrets Manager secret, or RS256/ES256 via JWKS."""
+
+    algorithms: tuple[str, ...] = ("HS256",)
+    secret_arn: str = ""
+    jwks_url: str = ""
+    issuer: str = ""
+    audience: str = ""
+    leeway_seconds: int = 30
+
+    def validate(self) -> None:
+        if not self.algorithms:
+            raise SettingsError("jwt algorithms must not be empty")
+        symmetric = {a for a in self.algorithms if a.startswith("HS")}
+        asymmetric = {a for a in self.algorithms if a[:2] in ("RS", "ES", "PS")}
+        if symmetric and asymmetric:
+            # Mixing them is what makes algorithm-confusion attacks possible.
+            raise SettingsError("jwt algorithms must be all HMAC or all public-key, not both")
+        if symmetric - {"HS256", "HS384", "HS512"} or asymmetric - {"RS256", "ES256", "RS384", "ES384", "PS256"}:
+            raise SettingsError(f"unsupported jwt algorithms: {self.algorithms}")
+        if symmetric and not self.secret_arn:
+            raise SettingsError("HMAC jwt algorithms need secret_arn")
+        if asymmetric and not self.jwks_url:
+            raise SettingsError("public-key jwt algorithms need jwks_url")
+        if not 0 <= self.leeway_seconds <= 300:
+            raise SettingsError("jwt leeway_seconds must be 0..300")
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Where the connection registry and classroom logs live, and how to authenticate."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    # "none" (local), or "iam": ElastiCache RBAC with an IAM auth token, so no password exists at all.
+    auth: str = "none"
+    user: str = ""
+    cache_name: str = ""
+
+    def validate(self) -> None:
+        if not self.url.startswith(("redis://", "rediss://")):
+            raise SettingsError(f"redis url must start with redis:// or rediss://, got {self.url!r}")
+        if self.auth not in ("none", "iam"):
+            raise SettingsError(f"redis auth must be 'none' or 'iam', got {self.auth!r}")
+        if self.auth == "iam" and not (self.user and self.cache_name and self.url.startswith("rediss://")):
+            raise SettingsError("redis iam auth needs user, cache_name and a rediss:// url")
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    jwt: JwtSettings = field(default_factory=JwtSettings)
+    limits: Limits = field(default_factory=Limits)
+    # Overrides the @connections endpoint computed from the event (custom domains, local cloud).
+    management_endpoint: str = ""
+    service_name: str = "classwire"
+    metrics_namespace: str = "Classwire"
+    log_level: str = "INFO"
+
+    def validate(self) -> Settings:
+        self.redis.validate()
+        self.jwt.validate()
+        self.limits.validate()
+        return self
+
+    def to_env(self) -> dict[str, str]:
+        """The Lambda environment variables that carry these settings."""
+        return {name: _format(_get(self, path)) for name, path in _VARIABLES.items()}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, dict[str, object]] = {"": {}}
+        defaults = cls()
+        for name, path in _VARIABLES.items():
+            default = _get(defaults, path)
+            raw = environ.get(name)
+            value = default if raw is None else _parse(name, raw, default)
+            section, _, attr = path.rpartition(".")
+            values.setdefault(section, {})[attr] = value
+        return cls(
+            redis=RedisSettings(**values["redis"]),
+            jwt=JwtSettings(**values["jwt"]),
+            limits=Limits(**values["limits"]),
+            **values[""],
+        ).validate()
+
+
+# Environment variable -> attribute path. Powertools reads its own two variables directly.
+_VARIABLES: dict[str, str] = {
+    "CLASSWIRE_REDIS_URL": "redis.url",
+    "CLASSWIRE_REDIS_AUTH": "redis.auth",
+    "CLASSWIRE_REDIS_USER": "redis.user",
+    "CLASSWIRE_REDIS_CACHE_NAME": "redis.cache_name",
+    "CLASSWIRE_JWT_ALGORITHMS": "jwt.algorithms",
+    "CLASSWIRE_JWT_SECRET_ARN": "jwt.secret_arn",
+    "CLASSWIRE_JWT_JWKS_URL": "jwt.jwks_url",
+    "CLASSWIRE_JWT_ISSUER": "jwt.issuer",
+    "CLASSWIRE_JWT_AUDIENCE": "jwt.audience",
+    "CLASSWIRE_JWT_LEEWAY_SECONDS": "jwt.leeway_seconds",
+    "CLASSWIRE_MAX_DATA_BYTES": "limits.max_data_bytes",
+    "CLASSWIRE_RATE_PER_SECOND": "limits.rate_per_second",
+    "CLASSWIRE_RATE_BURST": "limits.rate_burst",
+    "CLASSWIRE_LOG_MAX_EVENTS": "limits.log_max_events",
+    "CLASSWIRE_LOG_MAX_AGE_SECONDS": "limits.log_max_age_seconds",
+    "CLASSWIRE_MANAGEMENT_ENDPOINT": "management_endpoint",
+    "POWERTOOLS_SERVICE_NAME": "service_name",
+    "POWERTOOLS_METRICS_NAMESPACE": "metrics_namespace",
+    "POWERTOOLS_LOG_LEVEL": "log_level",
+}
+
+
+def _get(settings: Settings, path: str) -> object:
+    value: object = settings
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _format(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+def _parse(name: str, raw: str, default: object) -> object:
+    try:
+        if isinstance(default, tuple):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if isinstance(default, bool):
+            return raw.lower() in ("1", "true", "yes")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a valid {type(default).__name__}") from exc
+    return raw
