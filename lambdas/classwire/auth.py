@@ -1,0 +1,128 @@
+"""Token verification for $connect: who the caller is and whether they may join the classroom.
+
+`verify` raises `Unauthenticated` (API Gateway answers 401) for a missing or invalid token, and
+`Forbidden` (403) for a valid token that does not grant the requested classroom. Error messages name
+the reason, never the token.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jwt
+
+from classwire.settings import ROLES, JwtSettings
+
+MAX_TOKEN_CHARS = 8192
+CLASSROOM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+MAX_USER_ID_CHARS = 128
+MAX_NAME_CHARS = 64
+REQUIRED_CLAIMS = ("exp", "sub", "role", "classrooms")
+
+
+class Unauthenticated(Exception):
+    """No valid token: the caller is not known."""
+
+
+class Forbidden(Exception):
+    """A valid token that does not allow this classroom."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    user_id: str
+    role: str
+    classroom_id: str
+    name: str
+
+
+class TokenVerifier:
+    """Verifies JWTs with an explicit algorithm allow-list and a key source.
+
+    `key_for(token)` returns the verification key: the HMAC secret, or the JWKS key matching the
+    token's `kid`. It is injected so the core never touches Secrets Manager or HTTP itself.
+    """
+
+    def __init__(self, settings: JwtSettings, key_for: Callable[[str], object]):
+        self._settings = settings
+        self._key_for = key_for
+
+    def verify(self, token: str | None, classroom: str | None) -> Grant:
+        if not token:
+            raise Unauthenticated("missing token")
+        if len(token) > MAX_TOKEN_CHARS:
+            raise Unauthenticated("token too long")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(f"malformed token: {type(exc).__name__}") from None
+        if header.get("alg") not in self._settings.algorithms:
+            raise Unauthenticated(f"algorithm {str(header.get('alg'))[:16]!r} is not allowed")
+        try:
+            key = self._key_for(token)
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=list(self._settings.algorithms),
+                audience=self._settings.audience or None,
+                issuer=self._settings.issuer or None,
+                leeway=self._settings.leeway_seconds,
+                options={
+                    "require": list(REQUIRED_CLAIMS),
+                    "verify_aud": bool(self._settings.audience),
+                    "verify_iss": bool(self._settings.issuer),
+                },
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(f"invalid token: {type(exc).__name__}") from None
+        user_id, role, classrooms, name = _identity(claims)
+        if not classroom or not CLASSROOM_ID.match(classroom):
+            raise Forbidden("missing or malformed classroom parameter")
+        if classroom not in classrooms:
+            raise Forbidden("classroom not granted by the token")
+        return Grant(user_id=user_id, role=role, classroom_id=classroom, name=name)
+
+
+def _identity(claims: dict) -> tuple[str, str, list[str], str]:
+    user_id, role = claims.get("sub"), claims.get("role")
+    classrooms, name = claims.get("classrooms"), claims.get("name", "")
+    if not isinstance(user_id, str) or not 1 <= len(user_id) <= MAX_USER_ID_CHARS:
+        raise Unauthenticated("claim 'sub' must be a non-empty string")
+    if role not in ROLES:
+        raise Unauthenticated(f"claim 'role' must be one of {', '.join(ROLES)}")
+    if not isinstance(classrooms, list) or not all(isinstance(c, str) for c in classrooms):
+        raise Unauthenticated("claim 'classrooms' must be a list of strings")
+    if not isinstance(name, str):
+        raise Unauthenticated("claim 'name' must be a string")
+    return user_id, role, classrooms, name[:MAX_NAME_CHARS]
+
+
+class CachedSecret:
+    """A secret fetched on first use and refreshed after `ttl_seconds` (rotation), shared per process."""
+
+    def __init__(self, fetch: Callable[[], str], ttl_seconds: float = 300.0, clock=time.monotonic):
+        self._fetch = fetch
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._value: str | None = None
+        self._fetched_at = 0.0
+
+    def __call__(self, _token: str = "") -> str:
+        now = self._clock()
+        if self._value is None or now - self._fetched_at > self._ttl:
+            self._value = self._fetch()
+            self._fetched_at = now
+        return self._value
+
+
+class JwksKeys:
+    """Public keys from a JWKS URL (RS256/ES256), cached by PyJWT's client."""
+
+    def __init__(self, url: str, lifespan_seconds: int = 300):
+        self._client = jwt.PyJWKClient(url, cache_keys=True, lifespan=lifespan_seconds, timeout=5)
+
+    def __call__(self, token: str) -> object:
+        return self._client.get_signing_key_from_jwt(token).key

@@ -1,0 +1,212 @@
+"""The classroom protocol's core: joins, leaves, publishes, syncs and fans events out.
+
+It speaks in members and frames; the handlers translate API Gateway events into calls here, and the
+@connections client and the metrics sink are injected, so nothing here knows an AWS event shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from classwire.classroom_store import ClassroomStore, Member, Published
+from classwire.event_types import EventRegistry
+from classwire.protocol import (
+    FRAME_LIMIT_BYTES,
+    Ping,
+    ProtocolError,
+    Send,
+    Sync,
+    Who,
+    compact_json,
+    parse_request,
+)
+from classwire.settings import Limits
+
+log = logging.getLogger("classwire.classroom")
+
+# Room left in a reply frame for its envelope (`{"type":"sync","events":[...],...}`).
+REPLY_ENVELOPE_BYTES = 256
+# Gone connections are pruned, which appends leave events that are fanned out in turn; a bound keeps
+# a burst of stale connections from cascading through one invocation.
+MAX_PRUNE_ROUNDS = 3
+
+
+class FanoutReport(Protocol):
+    delivered: Sequence[str]
+    gone: Sequence[str]
+    failed: Sequence[object]
+
+
+class ConnectionsApi(Protocol):
+    """What the core needs of the @connections management API."""
+
+    def post_many(self, connection_ids: Sequence[str], data: bytes) -> FanoutReport: ...
+
+    def delete(self, connection_id: str) -> object: ...
+
+
+MetricSink = Callable[[str, str, float], None]  # (name, unit, value)
+
+
+def _ignore_metric(name: str, unit: str, value: float) -> None:
+    pass
+
+
+@dataclass
+class ClassroomService:
+    store: ClassroomStore
+    connections: ConnectionsApi
+    limits: Limits
+    registry: EventRegistry = field(default_factory=EventRegistry)
+    metric: MetricSink = _ignore_metric
+    clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def connect(self, member: Member, connected_at_ms: int) -> None:
+        published = self.store.join(member, connected_at_ms)
+        # The joining connection is not open until $connect returns: posting to it now would fail
+        # as gone and prune a healthy member. It reads its own join through `sync`.
+        self.deliver(member.classroom_id, published, exclude=member.connection_id)
+
+    def disconnect(self, member: Member) -> None:
+        self.deliver(member.classroom_id, self.store.leave(member.classroom_id, [member.connection_id]))
+
+    # -- frames ----------------------------------------------------------------------------------
+    def handle(self, member: Member, body: str | None) -> str | None:
+        """Handles one client frame; returns the reply frame for the sender, if any."""
+        try:
+            request = parse_request(body, member.classroom_id, self.limits.max_data_bytes)
+            if isinstance(request, Send):
+                return self._send(member, request)
+            if isinstance(request, Sync):
+                return self._sync(member, request)
+            if isinstance(request, Who):
+                return self._who(member, request)
+            return self._pong(member, request)
+        except ProtocolError as error:
+            self.metric(f"Error_{error.code}", "Count", 1)
+            log.info("refused frame", extra={"code": error.code, "reason": error.message})
+            return error.frame()
+
+    def _send(self, member: Member, request: Send) -> str | None:
+        event_type = self.registry.get(request.event)
+        if event_type is None:
+            raise ProtocolError(
+                "bad_request",
+                f"unknown event {request.event[:64]!r}; expected one of {', '.join(self.registry.names)}",
+                request.id,
+            )
+        if member.role not in event_type.senders:
+            raise ProtocolError(
+                "forbidden", f"a {member.role} may not send {event_type.name!r} events", request.id
+            )
+        result = self.store.publish(member, request.id, request.event, request.data_json, event_type.persistent)
+        if result.status == "rate_limited":
+            raise ProtocolError(
+                "rate_limited",
+                f"more than {self.limits.rate_per_second:g} events/s (burst {self.limits.rate_burst}); "
+                f"retry after {result.retry_after_ms} ms",
+                request.id,
+                retry_after_ms=result.retry_after_ms,
+            )
+        if result.status == "not_member":
+            raise ProtocolError("forbidden", "this connection is no longer a member of the classroom", request.id)
+        if result.status == "duplicate":
+            # An idempotent resend: the original event again, to the sender only.
+            self.metric("DuplicateSends", "Count", 1)
+            return result.original_frame or None
+        assert result.published is not None
+        published = result.published
+        if not event_type.persistent:
+            frame = self._volatile_frame(member, request, result.server_ms)
+            published = Published(published.frames + [frame], published.connection_ids)
+        else:
+            self.metric("EventsPublished", "Count", 1)
+        self.deliver(member.classroom_id, published)
+        if event_type.after_delivery is not None:
+            event_type.after_delivery(self, member, published)
+        return None
+
+    def _volatile_frame(self, member: Member, request: Send, ts: int) -> str:
+        return (
+            f'{{"type":"event","classroom":{compact_json(member.classroom_id)},"id":{compact_json(request.id)},'
+            f'{member.head_json()},"event":{compact_json(request.event)},"data":{request.data_json},"ts":{ts}}}'
+        )
+
+    def _sync(self, member: Member, request: Sync) -> str:
+        page = self.store.sync(
+            member.classroom_id,
+            request.since,
+            request.since_eid,
+            request.limit,
+            FRAME_LIMIT_BYTES - REPLY_ENVELOPE_BYTES,
+        )
+        if page.reset:
+            self.metric("SyncResets", "Count", 1)
+        self.metric("SyncEvents", "Count", len(page.frames))
+        return (
+            f'{{"type":"sync","events":[{",".join(page.frames)}],"last":{page.last},'
+            f'"more":{_bool(page.more)},"reset":{_bool(page.reset)}}}'
+        )
+
+    def _who(self, member: Member, request: Who) -> str:
+        users: dict[str, dict] = {}
+        for info in self.store.roster(member.classroom_id):
+            entry = users.setdefault(
+                info["userId"],
+                {"userId": info["userId"], "role": info["role"], "name": info.get("name", ""), "connections": 0},
+            )
+            entry["connections"] += 1
+        # Paged by userId so a 1,000-member lecture's roster still fits API Gateway's frame limit.
+        members, size, more = [], 0, False
+        for user_id in sorted(u for u in users if u > request.after):
+            encoded = compact_json(users[user_id])
+            if members and size + len(encoded.encode()) + 1 > FRAME_LIMIT_BYTES - REPLY_ENVELOPE_BYTES:
+                more = True
+                break
+            members.append(users[user_id])
+            size += len(encoded.encode()) + 1
+        reply: dict[str, object] = {"type": "roster", "members": members, "more": more}
+        if more:
+            reply["next"] = members[-1]["userId"]
+        return compact_json(reply)
+
+    def _pong(self, member: Member, request: Ping) -> str:
+        return compact_json({"type": "pong", "ts": self.clock_ms()})
+
+    # -- fan-out ---------------------------------------------------------------------------------
+    def deliver(self, classroom_id: str, published: Published, exclude: str | None = None) -> None:
+        """Posts each frame, in order, to every connection; prunes the ones that are gone."""
+        for _ in range(MAX_PRUNE_ROUNDS):
+            targets = [c for c in published.connection_ids if c != exclude]
+            gone: set[str] = set()
+            for frame in published.frames:
+                if not targets:
+                    break
+                started = time.perf_counter()
+                report = self.connections.post_many(targets, frame.encode("utf-8"))
+                self.metric("FanoutMs", "Milliseconds", (time.perf_counter() - started) * 1000)
+                self.metric("Deliveries", "Count", len(report.delivered))
+                if report.failed:
+                    self.metric("DeliveryFailures", "Count", len(report.failed))
+                    log.warning("deliveries failed", extra={"classroomId": classroom_id, "failed": len(report.failed)})
+                gone.update(report.gone)
+                targets = [c for c in targets if c not in gone]
+            if not gone:
+                return
+            self.metric("GonePruned", "Count", len(gone))
+            published = self.store.leave(classroom_id, sorted(gone))
+
+    def close_connections(self, classroom_id: str, connection_ids: Sequence[str]) -> None:
+        for connection_id in connection_ids:
+            self.connections.delete(connection_id)
+        self.metric("ConnectionsClosed", "Count", len(connection_ids))
+        log.info("closed classroom connections", extra={"classroomId": classroom_id, "count": len(connection_ids)})
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"

@@ -1,0 +1,66 @@
+"""REQUEST authorizer on $connect: JWT from the `token` query parameter, classroom from `classroom`.
+
+401 is signalled by raising "Unauthorized" (API Gateway's contract); 403 by a Deny policy. The token
+is never logged: only the reason it was refused.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from classwire import runtime
+from classwire.auth import CachedSecret, Forbidden, JwksKeys, TokenVerifier, Unauthenticated
+from classwire.routes import CLASSROOM_QUERY_PARAMETER, TOKEN_QUERY_PARAMETER
+
+logger, metrics = runtime.logger, runtime.metrics
+
+
+@functools.cache
+def verifier() -> TokenVerifier:
+    jwt_settings = runtime.settings().jwt
+    if jwt_settings.jwks_url:
+        return TokenVerifier(jwt_settings, JwksKeys(jwt_settings.jwks_url))
+    return TokenVerifier(jwt_settings, CachedSecret(functools.partial(_read_secret, jwt_settings.secret_arn)))
+
+
+def _read_secret(secret_arn: str) -> str:
+    import boto3  # from the Lambda runtime; imported on first use so a JWKS setup never pays for it
+
+    return boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict, context) -> dict:
+    params = event.get("queryStringParameters") or {}
+    method_arn = event.get("methodArn", "")
+    try:
+        grant = verifier().verify(params.get(TOKEN_QUERY_PARAMETER), params.get(CLASSROOM_QUERY_PARAMETER))
+    except Unauthenticated as refusal:
+        logger.info("connection refused", extra={"status": 401, "reason": str(refusal)})
+        metrics.add_metric(name="AuthRefused401", unit="Count", value=1)
+        raise Exception("Unauthorized") from None  # API Gateway's signal for 401
+    except Forbidden as refusal:
+        logger.info("connection refused", extra={"status": 403, "reason": str(refusal)})
+        metrics.add_metric(name="AuthRefused403", unit="Count", value=1)
+        return _policy("anonymous", "Deny", method_arn)
+    logger.info("connection allowed", extra={"userId": grant.user_id, "classroomId": grant.classroom_id})
+    metrics.add_metric(name="AuthAllowed", unit="Count", value=1)
+    return _policy(
+        grant.user_id,
+        "Allow",
+        method_arn,
+        context={"userId": grant.user_id, "role": grant.role, "classroomId": grant.classroom_id, "name": grant.name},
+    )
+
+
+def _policy(principal: str, effect: str, resource: str, context: dict | None = None) -> dict:
+    response: dict = {
+        "principalId": principal,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
+        },
+    }
+    if context is not None:
+        response["context"] = context
+    return response

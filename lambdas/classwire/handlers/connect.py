@@ -1,0 +1,19 @@
+"""$connect: register the connection in its classroom and announce the join."""
+
+from __future__ import annotations
+
+from classwire import runtime
+from classwire.handlers.events import endpoint_parts, log_keys, member_of
+
+logger, metrics = runtime.logger, runtime.metrics
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict, context) -> dict:
+    member = member_of(event)
+    logger.append_keys(**log_keys(member))
+    connected_at = int(event["requestContext"].get("connectedAt") or 0)
+    runtime.classroom_service(*endpoint_parts(event)).connect(member, connected_at)
+    metrics.add_metric(name="Connects", unit="Count", value=1)
+    logger.info("connected")
+    return {"statusCode": 200}

@@ -1,0 +1,18 @@
+"""$disconnect (best effort in AWS; fan-out and TTL prune what it misses): remove and announce the leave."""
+
+from __future__ import annotations
+
+from classwire import runtime
+from classwire.handlers.events import endpoint_parts, log_keys, member_of
+
+logger, metrics = runtime.logger, runtime.metrics
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict, context) -> dict:
+    member = member_of(event)
+    logger.append_keys(**log_keys(member))
+    runtime.classroom_service(*endpoint_parts(event)).disconnect(member)
+    metrics.add_metric(name="Disconnects", unit="Count", value=1)
+    logger.info("disconnected")
+    return {"statusCode": 200}

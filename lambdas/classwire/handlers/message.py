@@ -1,0 +1,25 @@
+"""send, sync, who, ping and $default: one function; the core dispatches on the frame's action."""
+
+from __future__ import annotations
+
+from classwire import runtime
+from classwire.handlers.events import endpoint_parts, log_keys, member_of
+from classwire.protocol import error_frame
+
+logger, metrics = runtime.logger, runtime.metrics
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict, context) -> dict:
+    member = member_of(event)
+    logger.append_keys(**log_keys(member), routeKey=event["requestContext"].get("routeKey"))
+    service = runtime.classroom_service(*endpoint_parts(event))
+    try:
+        reply = service.handle(member, event.get("body"))
+    except Exception:
+        # The frame is answered either way; the stack trace goes to the log, not to the client.
+        logger.exception("frame failed")
+        metrics.add_metric(name="Error_internal", unit="Count", value=1)
+        reply = error_frame("internal", "the server failed to handle this frame; retry with the same id")
+    # Two-way routes return the body to the caller; an empty reply sends nothing.
+    return {"statusCode": 200, "body": reply} if reply else {"statusCode": 200}

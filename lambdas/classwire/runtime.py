@@ -1,0 +1,86 @@
+"""What one Lambda execution environment builds once and reuses across invocations: settings,
+the Redis client, the @connections clients, logger and metrics.
+
+Redis and the fan-out client are imported where first used, so the authorizer's cold start never
+pays for them.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+from aws_lambda_powertools import Logger, Metrics
+
+from classwire.settings import Settings
+
+if TYPE_CHECKING:
+    import redis
+
+    from classwire.classroom import ClassroomService
+    from classwire.classroom_store import ClassroomStore
+    from classwire.management_api import ManagementApi
+
+logger = Logger()
+metrics = Metrics()
+
+
+@functools.cache
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@functools.cache
+def redis_client() -> redis.Redis:
+    import redis
+    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
+    from redis.retry import Retry
+
+    config = settings().redis
+    credential_provider = None
+    if config.auth == "iam":
+        from classwire.redis_iam import IamAuthTokenProvider  # botocore only where IAM auth is used
+
+        credential_provider = IamAuthTokenProvider(config.user, config.cache_name)
+    return redis.Redis.from_url(
+        config.url,
+        credential_provider=credential_provider,
+        socket_timeout=2,
+        socket_connect_timeout=2,
+        health_check_interval=30,
+        # A failover moves the primary endpoint: a connection error or READONLY reply means reconnect
+        # (which re-resolves the endpoint) and try again. Every script is safe to repeat.
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), retries=6),
+        retry_on_error=[ConnectionError, TimeoutError, ReadOnlyError],
+    )
+
+
+@functools.cache
+def management_api(endpoint: str) -> ManagementApi:
+    from classwire.management_api import ManagementApi
+
+    return ManagementApi.from_environment(endpoint)
+
+
+@functools.cache
+def classroom_store() -> ClassroomStore:
+    from classwire.classroom_store import ClassroomStore
+
+    return ClassroomStore(redis_client(), settings().limits)
+
+
+def classroom_service(domain_name: str, stage: str) -> ClassroomService:
+    from classwire.classroom import ClassroomService
+
+    return ClassroomService(
+        store=classroom_store(),
+        connections=management_api(management_endpoint(domain_name, stage)),
+        limits=settings().limits,
+        metric=lambda name, unit, value: metrics.add_metric(name=name, unit=unit, value=value),
+    )
+
+
+def management_endpoint(domain_name: str, stage: str) -> str:
+    """The @connections endpoint for this API: configured (custom domain, local cloud) or the event's."""
+    return settings().management_endpoint or f"https://{domain_name}/{stage}"
