@@ -19,3 +19,25 @@ def redis_client(redis_server):
     client.flushall()
     yield client
     client.close()
+
+
+@pytest.fixture
+def log_lines():
+    """The JSON log lines the Lambdas write, formatted by Powertools exactly as CloudWatch gets them."""
+    import io
+    import json
+    import logging
+
+    from classwire import runtime
+
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(runtime.logger.registered_formatter)
+    runtime.logger._logger.addHandler(handler)
+
+    def read() -> list[dict]:
+        return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+
+    read.text = buffer.getvalue  # type: ignore[attr-defined]
+    yield read
+    runtime.logger._logger.removeHandler(handler)

@@ -8,6 +8,7 @@ pays for them.
 from __future__ import annotations
 
 import functools
+import os
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger, Metrics
@@ -21,8 +22,12 @@ if TYPE_CHECKING:
     from classwire.classroom_store import ClassroomStore
     from classwire.management_api import ManagementApi
 
-logger = Logger()
-metrics = Metrics()
+# Powertools reads these variables itself; the defaults keep a missing one from failing every flush.
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", Settings.service_name))
+metrics = Metrics(
+    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", Settings.metrics_namespace),
+    service=os.environ.get("POWERTOOLS_SERVICE_NAME", Settings.service_name),
+)
 
 
 @functools.cache
