@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.redis_server import RedisServer
+from localcloud.cache import RedisServer
 
 
 @pytest.fixture(scope="session")

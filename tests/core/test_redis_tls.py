@@ -7,7 +7,7 @@ import redis
 
 from classwire import runtime
 from classwire.classroom_store import Member
-from tests.support.redis_server import RedisServer, free_port
+from localcloud.cache import RedisServer, free_port
 from tests.support.tls import write_certificates
 
 

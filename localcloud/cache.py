@@ -1,0 +1,234 @@
+"""The local stand-in for the ElastiCache replication group: real redis-server processes.
+
+`RedisServer` runs one redis-server in its own data directory on 127.0.0.1. `ReplicationGroup` runs a
+primary and a replica behind `PrimaryEndpoint`, a TCP proxy on a fixed port that plays the part of
+ElastiCache's primary endpoint: on failover the replica is promoted, the endpoint moves to it (existing
+connections drop, as they do when the DNS name moves and the old primary goes away), and the old primary
+comes back as a replica of the new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import redis
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """`with RedisServer() as server:` gives `server.url`; extra config lines go in `extra`."""
+
+    def __init__(self, extra: list[str] | None = None, port: int | None = None, data_dir: Path | None = None):
+        self.extra = extra or []
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+        self._owns_dir = data_dir is None
+        self.dir = data_dir or Path(tempfile.mkdtemp(prefix="classwire-redis-"))
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: run scripts/install-system-deps")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        config = [
+            "bind 127.0.0.1",
+            f"port {self.port}",
+            f"dir {self.dir}",
+            'save ""',
+            "appendonly no",
+            "protected-mode yes",
+            *self.extra,
+        ]
+        (self.dir / "redis.conf").write_text("\n".join(config) + "\n")
+        self.process = subprocess.Popen(
+            [binary, str(self.dir / "redis.conf")],
+            stdout=(self.dir / "redis.log").open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C in the terminal reaches the orchestrator, not redis directly
+        )
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process and self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited: {(self.dir / 'redis.log').read_text()[-2000:]}")
+            try:
+                if self.client().ping():
+                    return
+            except (redis.ConnectionError, OSError):
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not become ready")
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._owns_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class PrimaryEndpoint:
+    """A TCP proxy on a fixed loopback port that forwards to whichever server is the primary."""
+
+    def __init__(self, target_port: int, port: int | None = None):
+        self.port = port or free_port()
+        self._target = target_port
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._links: set[asyncio.StreamWriter] = set()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="primary-endpoint", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrimaryEndpoint:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(5)
+        return self
+
+    def move_to(self, target_port: int) -> None:
+        """Points the endpoint at another server and drops every connection made through it."""
+        asyncio.run_coroutine_threadsafe(self._move(target_port), self._loop).result(5)
+
+    def stop(self) -> None:
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            await self._drop_links()
+            current = asyncio.current_task()
+            pending = [task for task in asyncio.all_tasks() if task is not current]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    async def _move(self, target_port: int) -> None:
+        self._target = target_port
+        await self._drop_links()
+
+    async def _drop_links(self) -> None:
+        for writer in list(self._links):
+            writer.transport.abort()
+        self._links.clear()
+
+    async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        try:
+            server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self._target)
+        except OSError:
+            client_writer.transport.abort()
+            return
+        self._links.update((client_writer, server_writer))
+        await asyncio.gather(
+            self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer), return_exceptions=True
+        )
+        self._links.difference_update((client_writer, server_writer))
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                writer.write(chunk)
+                await writer.drain()
+        finally:
+            with contextlib.suppress(Exception):
+                writer.transport.abort()
+
+
+class ReplicationGroup:
+    """A primary and a replica behind a primary endpoint, with ElastiCache-style failover."""
+
+    # Full syncs start at once rather than after redis' default 5 s wait for more replicas.
+    REPLICATION_CONFIG = ["repl-diskless-sync-delay 0"]
+
+    def __init__(self, endpoint_port: int | None = None):
+        self.primary = RedisServer(extra=self.REPLICATION_CONFIG)
+        self.replica = RedisServer(extra=self.REPLICATION_CONFIG)
+        self.endpoint: PrimaryEndpoint | None = None
+        self._endpoint_port = endpoint_port
+        self.failovers = 0
+
+    @property
+    def url(self) -> str:
+        assert self.endpoint is not None
+        return self.endpoint.url
+
+    def start(self) -> ReplicationGroup:
+        self.primary.start()
+        self.replica.start()
+        self.replica.client().replicaof("127.0.0.1", self.primary.port)
+        self.wait_in_sync()
+        self.endpoint = PrimaryEndpoint(self.primary.port, self._endpoint_port).start()
+        return self
+
+    def wait_in_sync(self, timeout: float = 10.0) -> None:
+        """Returns once the replica has applied every write the primary had made when called."""
+        target = self.primary.client().info("replication")["master_repl_offset"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = self.replica.client().info("replication")
+            if info.get("master_link_status") == "up" and info.get("slave_repl_offset", -1) >= target:
+                return
+            time.sleep(0.02)
+        raise RuntimeError("replica did not catch up with the primary")
+
+    def failover(self) -> None:
+        """Promotes the replica without waiting for it to catch up (asynchronous replication: the
+        primary's last writes can be lost, as in a real failover), then moves the endpoint to it."""
+        old, new = self.primary, self.replica
+        new.client().replicaof("NO", "ONE")
+        assert self.endpoint is not None
+        self.endpoint.move_to(new.port)
+        old.client().replicaof("127.0.0.1", new.port)
+        self.primary, self.replica = new, old
+        self.failovers += 1
+
+    def stop(self) -> None:
+        if self.endpoint is not None:
+            self.endpoint.stop()
+        self.primary.stop()
+        self.replica.stop()
+
+    def __enter__(self) -> ReplicationGroup:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
