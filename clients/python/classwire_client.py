@@ -326,6 +326,7 @@ class ClasswireClient:
 
     def _apply(self, event: dict, replay: bool) -> None:
         self.last_seq, self.last_eid = event["seq"], event.get("eid", "")
+        self._buffer.pop(self.last_seq, None)  # a buffered copy of an event applied from a sync
         self._recent_eids[self.last_seq] = self.last_eid
         self._recent_eids.pop(self.last_seq - 4096, None)
         if replay:
@@ -345,6 +346,8 @@ class ClasswireClient:
 
     async def _gap_timer(self) -> None:
         await asyncio.sleep(self.gap_timeout)
+        for stale in [seq for seq in self._buffer if seq <= self.last_seq]:
+            del self._buffer[stale]
         if self._buffer and min(self._buffer) > self.last_seq + 1:
             self.stats.gap_syncs += 1
             await self._sync(force=False)

@@ -1,0 +1,556 @@
+// Unit tests of the JavaScript client against a scripted fake socket and a fake clock.
+// Run: node --test clients/js/
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+
+import { ClasswireClient, ClasswireError, tokenSubject } from "./classwire.js";
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+/** A deterministic clock: timers fire only when the test advances time. */
+class FakeClock {
+  constructor() {
+    this.t = 1_700_000_000_000;
+    this.timers = new Map();
+    this.nextId = 1;
+    this.setTimeout = (fn, ms) => {
+      const id = this.nextId++;
+      this.timers.set(id, { at: this.t + Math.max(0, ms || 0), fn });
+      return id;
+    };
+    this.clearTimeout = (id) => this.timers.delete(id);
+    this.now = () => this.t;
+  }
+
+  async advance(ms) {
+    const end = this.t + ms;
+    for (;;) {
+      await tick();
+      let due = null;
+      for (const [id, timer] of this.timers) {
+        if (timer.at <= end && (due === null || timer.at < due[1].at)) due = [id, timer];
+      }
+      if (!due) break;
+      this.timers.delete(due[0]);
+      this.t = due[1].at;
+      due[1].fn();
+    }
+    this.t = end;
+    await tick();
+  }
+}
+
+/** The client's socket, driven by the test playing the server. */
+class FakeSocket {
+  static instances = [];
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    this.sent = [];
+    this.closedByClient = null;
+    FakeSocket.instances.push(this);
+  }
+  send(text) {
+    this.sent.push(JSON.parse(text));
+  }
+  close(code, reason) {
+    this.closedByClient = { code, reason };
+    this.readyState = 3;
+  }
+  // -- the server's side
+  accept() {
+    this.readyState = 1;
+    this.onopen?.({});
+  }
+  deliver(frame) {
+    this.onmessage?.({ data: typeof frame === "string" ? frame : JSON.stringify(frame) });
+  }
+  drop(code = 1006) {
+    this.readyState = 3;
+    this.onclose?.({ code, reason: "" });
+  }
+  frames(action) {
+    return this.sent.filter((f) => f.action === action);
+  }
+}
+
+function jwt(claims) {
+  const part = (obj) => Buffer.from(JSON.stringify(obj)).toString("base64url");
+  return `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}.signature`;
+}
+
+function event(seq, fields = {}) {
+  return {
+    type: "event", classroom: "c1", seq, eid: `e${seq}`, prev: seq > 1 ? `e${seq - 1}` : "",
+    id: null, from: "bob", role: "student", name: "Bob", event: "stroke", data: { n: seq }, ts: 1_700_000_000_000,
+    ...fields,
+  };
+}
+
+function page(events, { last, more = false, reset = false } = {}) {
+  return { type: "sync", events, last: last ?? (events.length ? events.at(-1).seq : 0), more, reset };
+}
+
+/** A client with a fake clock and socket; `connected` gets it to `live` with the given history. */
+function harness(options = {}) {
+  FakeSocket.instances = [];
+  const clock = new FakeClock();
+  const seen = { events: [], volatile: [], resets: 0, statuses: [], errors: [], rosters: [] };
+  const client = new ClasswireClient({
+    url: "ws://127.0.0.1:9/local",
+    token: jwt({ sub: "alice", role: "teacher", classrooms: ["c1"] }),
+    classroom: "c1",
+    WebSocket: FakeSocket,
+    setTimeout: clock.setTimeout,
+    clearTimeout: clock.clearTimeout,
+    now: clock.now,
+    random: () => 0.5,
+    onEvent: (e, info) => seen.events.push({ ...e, replay: info.replay }),
+    onVolatile: (e) => seen.volatile.push(e),
+    onReset: () => {
+      seen.resets += 1;
+      seen.events.length = 0;
+    },
+    onStatus: (status, detail) => seen.statuses.push({ status, ...detail }),
+    onError: (e) => seen.errors.push(e),
+    onRoster: (m) => seen.rosters.push(m),
+    ...options,
+  });
+  const socket = () => FakeSocket.instances.at(-1);
+  async function connected(history = []) {
+    const done = client.connect();
+    await tick();
+    socket().accept();
+    const sync = socket().frames("sync").at(-1);
+    assert.equal(sync.since, client.lastSeq);
+    socket().deliver(page(history));
+    await done;
+    return socket();
+  }
+  const seqs = () => seen.events.map((e) => e.seq);
+  return { client, clock, seen, socket, connected, seqs };
+}
+
+describe("ordering", () => {
+  it("hands out-of-order frames to the application in seq order", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    for (const seq of [3, 1, 2, 5, 4]) ws.deliver(event(seq));
+    assert.deepEqual(h.seqs(), [1, 2, 3, 4, 5]);
+    assert.equal(ws.frames("sync").length, 1, "no gap sync when the gap closes in time");
+    await h.clock.advance(1000);
+    assert.equal(ws.frames("sync").length, 1);
+  });
+
+  it("syncs from the last applied seq when a gap persists past the buffer time", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    ws.deliver(event(1));
+    ws.deliver(event(3));
+    ws.deliver(event(4));
+    await h.clock.advance(299);
+    assert.equal(ws.frames("sync").length, 1);
+    await h.clock.advance(1);
+    const sync = ws.frames("sync").at(-1);
+    assert.equal(ws.frames("sync").length, 2);
+    assert.deepEqual([sync.since, sync.sinceEid], [1, "e1"]);
+    ws.deliver(page([event(2), event(3), event(4)]));
+    assert.deepEqual(h.seqs(), [1, 2, 3, 4]);
+    assert.equal(h.client.stats.duplicates, 2);
+    assert.deepEqual(h.seen.events.map((e) => e.replay), [false, true, true, true]);
+  });
+
+  it("drops duplicates by seq", async () => {
+    const h = harness();
+    const ws = await h.connected([event(1)]);
+    ws.deliver(event(2));
+    ws.deliver(event(2));
+    ws.deliver(event(1));
+    ws.deliver(event(3));
+    ws.deliver(event(3));
+    assert.deepEqual(h.seqs(), [1, 2, 3]);
+    assert.equal(h.client.stats.duplicates, 3);
+  });
+
+  it("a gap that a stale buffered copy would hide is still synced", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    ws.deliver(event(2)); // buffered
+    ws.deliver(event(1)); // applies 1 and 2
+    ws.deliver(event(2)); // duplicate
+    ws.deliver(event(4)); // real gap at 3
+    await h.clock.advance(300);
+    assert.equal(ws.frames("sync").at(-1).since, 2);
+  });
+
+  it("follows sync pages while `more` is true", async () => {
+    const h = harness();
+    const done = h.client.connect();
+    await tick();
+    const ws = h.socket();
+    ws.accept();
+    ws.deliver(page([event(1), event(2)], { more: true }));
+    assert.equal(h.client.status, "syncing");
+    assert.deepEqual(ws.frames("sync").at(-1), { action: "sync", since: 2, sinceEid: "e2", limit: 200 });
+    ws.deliver(page([event(3)]));
+    await done;
+    assert.equal(h.client.status, "live");
+    assert.deepEqual(h.seqs(), [1, 2, 3]);
+  });
+
+  it("asks again when a sync reply is lost", async () => {
+    const h = harness();
+    const done = h.client.connect();
+    await tick();
+    h.socket().accept();
+    await h.clock.advance(10_000);
+    assert.equal(h.socket().frames("sync").length, 2);
+    h.socket().deliver(page([]));
+    await done;
+  });
+});
+
+describe("divergence and reset", () => {
+  it("a chain that does not link resyncs naming the eid held, and a reset rebuilds", async () => {
+    const h = harness();
+    const ws = await h.connected([event(1), event(2)]);
+    ws.deliver(event(3, { eid: "x3", prev: "lost" }));
+    assert.deepEqual(h.seqs(), [1, 2]);
+    const sync = ws.frames("sync").at(-1);
+    assert.deepEqual([sync.since, sync.sinceEid], [2, "e2"]);
+    const rebuilt = [
+      event(1, { eid: "n1", prev: "" }),
+      event(2, { eid: "n2", prev: "n1" }),
+      event(3, { eid: "x3", prev: "n2" }),
+    ];
+    ws.deliver(page(rebuilt, { reset: true }));
+    assert.equal(h.seen.resets, 1);
+    assert.deepEqual(h.seen.events.map((e) => e.eid), ["n1", "n2", "x3"]);
+    ws.deliver(event(4, { eid: "x4", prev: "x3" }));
+    assert.deepEqual(h.seqs(), [1, 2, 3, 4]);
+  });
+
+  it("the same seq with a different eid is a divergence", async () => {
+    const h = harness();
+    const ws = await h.connected([event(1), event(2)]);
+    ws.deliver(event(2, { eid: "other" }));
+    assert.equal(h.client.stats.divergences, 1);
+    assert.deepEqual(ws.frames("sync").at(-1).sinceEid, "e2");
+  });
+
+  it("a reset starts from the oldest retained event and follows more pages", async () => {
+    const h = harness();
+    const ws = await h.connected([event(1)]);
+    ws.deliver(event(3, { prev: "zz" }));
+    ws.deliver(page([event(50, { prev: "e49" }), event(51)], { reset: true, more: true }));
+    assert.equal(h.seen.resets, 1);
+    assert.deepEqual(ws.frames("sync").at(-1), { action: "sync", since: 51, sinceEid: "e51", limit: 200 });
+    ws.deliver(page([event(52)]));
+    assert.deepEqual(h.seqs(), [50, 51, 52]);
+  });
+
+  it("an empty reset continues from the server's last seq", async () => {
+    const h = harness();
+    const ws = await h.connected([event(1), event(2)]);
+    ws.deliver(event(2, { eid: "other" }));
+    ws.deliver(page([], { reset: true, last: 7 }));
+    assert.equal(h.client.lastSeq, 7);
+    ws.deliver(event(8, { prev: "whatever" }));
+    assert.deepEqual(h.seqs(), [8]);
+  });
+});
+
+describe("sending", () => {
+  it("sends one persistent event at a time, each after the previous acknowledgement", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    const results = ["a", "b", "c"].map((text) => h.client.send("chat", { text }));
+    assert.equal(ws.frames("send").length, 1);
+    const [first] = ws.frames("send");
+    assert.deepEqual(first.data, { text: "a" });
+    ws.deliver(event(1, { id: first.id, from: "alice", event: "chat", data: first.data }));
+    const second = ws.frames("send")[1];
+    assert.deepEqual(second.data, { text: "b" });
+    assert.equal(ws.frames("send").length, 2);
+    ws.deliver(event(2, { id: second.id, from: "alice", event: "chat", data: second.data }));
+    const third = ws.frames("send")[2];
+    ws.deliver(event(3, { id: third.id, from: "alice", event: "chat", data: third.data }));
+    const acked = await Promise.all(results);
+    assert.deepEqual(acked.map((e) => e.seq), [1, 2, 3]);
+    assert.equal(new Set([first.id, second.id, third.id]).size, 3);
+    for (const id of [first.id, second.id, third.id]) assert.ok(id.length >= 1 && id.length <= 64);
+    assert.equal(h.client.pending, 0);
+  });
+
+  it("another user's event with the same id is not an acknowledgement", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    h.client.send("chat", { text: "a" });
+    const { id } = ws.frames("send")[0];
+    ws.deliver(event(1, { id, from: "mallory", event: "chat" }));
+    assert.equal(h.client.pending, 1);
+  });
+
+  it("keeps unacknowledged sends and resends them with the same id after a reconnect", async () => {
+    const h = harness();
+    const ws = await h.connected([event(1)]);
+    const first = h.client.send("stroke", { points: [[0, 0]] });
+    const second = h.client.send("stroke", { points: [[1, 1]] });
+    const { id } = ws.frames("send")[0];
+    ws.drop();
+    assert.equal(h.client.status, "reconnecting");
+    await h.clock.advance(10_000);
+    const again = h.socket();
+    assert.notEqual(again, ws);
+    again.accept();
+    assert.deepEqual(again.sent.map((f) => f.action), ["sync"], "the outbox waits for the catch-up sync");
+    assert.deepEqual([again.sent[0].since, again.sent[0].sinceEid], [1, "e1"]);
+    again.deliver(page([event(2)]));
+    assert.equal(again.frames("send").length, 1);
+    assert.equal(again.frames("send")[0].id, id);
+    again.deliver(event(3, { id, from: "alice" }));
+    assert.equal((await first).seq, 3);
+    const next = again.frames("send")[1];
+    again.deliver(event(4, { id: next.id, from: "alice" }));
+    assert.equal((await second).seq, 4);
+    assert.deepEqual(h.seqs(), [1, 2, 3, 4]);
+  });
+
+  it("an acknowledgement found in the catch-up sync needs no resend", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    const sent = h.client.send("chat", { text: "hi" });
+    const { id } = ws.frames("send")[0];
+    ws.drop();
+    await h.clock.advance(10_000);
+    h.socket().accept();
+    h.socket().deliver(page([event(1, { id, from: "alice", event: "chat" })]));
+    assert.equal((await sent).seq, 1);
+    assert.equal(h.socket().frames("send").length, 0);
+  });
+
+  it("resends with the same id when neither acknowledgement nor error comes", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    h.client.send("chat", { text: "hi" });
+    await h.clock.advance(10_000);
+    const sends = ws.frames("send");
+    assert.equal(sends.length, 2);
+    assert.equal(sends[0].id, sends[1].id);
+  });
+
+  it("retries a rate_limited send after retryAfterMs, same id", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    const sent = h.client.send("chat", { text: "hi" });
+    const { id } = ws.frames("send")[0];
+    ws.deliver({ type: "error", code: "rate_limited", message: "slow down", id, retryAfterMs: 500 });
+    await h.clock.advance(499);
+    assert.equal(ws.frames("send").length, 1);
+    await h.clock.advance(1);
+    assert.equal(ws.frames("send").length, 2);
+    assert.equal(ws.frames("send")[1].id, id);
+    ws.deliver(event(1, { id, from: "alice", event: "chat" }));
+    assert.equal((await sent).seq, 1);
+    assert.equal(h.seen.errors.length, 0);
+  });
+
+  it("other error frames reject that send, drop it from the outbox and go on with the next", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    const refused = h.client.send("clear", {});
+    const next = h.client.send("chat", { text: "after" });
+    const { id } = ws.frames("send")[0];
+    ws.deliver({ type: "error", code: "forbidden", message: "a student may not send 'clear' events", id });
+    await assert.rejects(refused, (error) => error instanceof ClasswireError && error.code === "forbidden");
+    assert.equal(h.seen.errors[0].code, "forbidden");
+    const second = ws.frames("send")[1];
+    assert.equal(second.event, "chat");
+    ws.deliver(event(1, { id: second.id, from: "alice", event: "chat" }));
+    assert.equal((await next).seq, 1);
+  });
+
+  it("volatile events go out at once, resolve with null and are not queued", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    h.client.send("chat", { text: "in flight" });
+    assert.equal(await h.client.send("cursor", { x: 0.5, y: 0.5 }), null);
+    assert.deepEqual(ws.frames("send").map((f) => f.event), ["chat", "cursor"]);
+    ws.deliver({ type: "event", classroom: "c1", id: "z", from: "bob", event: "cursor", data: { x: 1 }, ts: 1 });
+    assert.equal(h.seen.volatile.length, 1);
+    assert.equal(h.seen.events.length, 0);
+    ws.drop();
+    assert.equal(await h.client.send("cursor", { x: 0 }), null);
+  });
+
+  it("ids are unique per client, 1..64 characters", () => {
+    const a = harness().client;
+    const b = harness().client;
+    const ids = new Set([a.nextId(), a.nextId(), b.nextId(), b.nextId()]);
+    assert.equal(ids.size, 4);
+    for (const id of ids) assert.match(id, /^.{1,64}$/);
+  });
+});
+
+describe("connection", () => {
+  it("reconnects with exponential backoff and full jitter, capped", async () => {
+    const draws = [];
+    let draw = 0;
+    const randoms = [1, 0, 0.999, 0.5, 1, 1, 1, 1, 1];
+    const h = harness({
+      random: () => {
+        const r = randoms[draw++ % randoms.length];
+        draws.push(r);
+        return r;
+      },
+    });
+    const ws = await h.connected();
+    draws.length = 0;
+    ws.drop();
+    for (let i = 0; i < 8; i++) {
+      const { delayMs } = h.seen.statuses.at(-1);
+      const ceiling = Math.min(10_000, 250 * 2 ** i);
+      assert.ok(delayMs >= 0 && delayMs <= ceiling, `attempt ${i}: ${delayMs} within [0, ${ceiling}]`);
+      assert.equal(delayMs, Math.round(draws[i] * ceiling));
+      await h.clock.advance(delayMs);
+      h.socket().drop(); // still down
+    }
+    assert.equal(h.seen.statuses.at(-1).delayMs, 10_000, "capped at 10 s");
+  });
+
+  it("after a reconnect that catches up, the backoff starts over", async () => {
+    const h = harness({ random: () => 1 });
+    const ws = await h.connected();
+    ws.drop();
+    await h.clock.advance(250);
+    h.socket().drop();
+    assert.equal(h.seen.statuses.at(-1).delayMs, 500);
+    await h.clock.advance(500);
+    h.socket().accept();
+    h.socket().deliver(page([]));
+    h.socket().drop();
+    assert.equal(h.seen.statuses.at(-1).delayMs, 250);
+  });
+
+  it("a client that never gets in gives up and rejects connect()", async () => {
+    const h = harness({ maxConnectAttempts: 3 });
+    const done = h.client.connect();
+    await tick();
+    h.socket().drop();
+    await h.clock.advance(10_000);
+    h.socket().drop();
+    await h.clock.advance(10_000);
+    h.socket().drop();
+    await assert.rejects(done, (e) => e.code === "connect_failed");
+    assert.equal(h.client.status, "failed");
+    assert.equal(FakeSocket.instances.length, 3);
+  });
+
+  it("drop({offlineMs}) stays away at least that long", async () => {
+    const h = harness({ random: () => 0 });
+    const ws = await h.connected();
+    h.client.drop({ offlineMs: 2000 });
+    assert.ok(ws.closedByClient);
+    await h.clock.advance(1999);
+    assert.equal(FakeSocket.instances.length, 1);
+    await h.clock.advance(1);
+    assert.equal(FakeSocket.instances.length, 2);
+  });
+
+  it("connects with token and classroom in the query string; a token function is called per connection", async () => {
+    let calls = 0;
+    const h = harness({
+      token: async () => {
+        calls += 1;
+        return jwt({ sub: "alice", n: calls });
+      },
+    });
+    const ws = await h.connected();
+    const url = new URL(ws.url);
+    assert.equal(url.searchParams.get("classroom"), "c1");
+    assert.equal(tokenSubject(url.searchParams.get("token")), "alice");
+    assert.equal(h.client.user, "alice");
+    ws.drop();
+    await h.clock.advance(10_000);
+    assert.equal(calls, 2);
+  });
+
+  it("pings before the idle timeout with the last applied seq and the smoothed lag", async () => {
+    const h = harness({ pingIntervalMs: 60_000 });
+    const ws = await h.connected();
+    ws.deliver(event(1, { ts: h.clock.t - 100 }));
+    ws.deliver(event(2, { ts: h.clock.t - 200 }));
+    await h.clock.advance(59_999);
+    assert.equal(ws.frames("ping").length, 0);
+    await h.clock.advance(1);
+    assert.deepEqual(ws.frames("ping"), [{ action: "ping", seq: 2, lagMs: 120 }]);
+    await h.clock.advance(60_000);
+    assert.equal(ws.frames("ping").length, 2);
+    ws.deliver({ type: "pong", ts: 5 });
+  });
+
+  it("ignores empty, non-JSON and non-object frames", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    for (const raw of ["", "not json", "[1,2]", "null", "42", '"text"', '{"type":"mystery"}']) ws.deliver(raw);
+    ws.onmessage({ data: new Uint8Array([1, 2]) });
+    ws.deliver(event(1));
+    assert.deepEqual(h.seqs(), [1]);
+    assert.equal(h.seen.errors.length, 0);
+  });
+
+  it("an `end` stops reconnects; the server's close is final", async () => {
+    const h = harness();
+    const ws = await h.connected([event(1)]);
+    const pending = h.client.send("chat", { text: "too late" });
+    ws.deliver(event(2, { event: "end", from: "alice", role: "teacher", data: {} }));
+    assert.equal(h.client.ended, true);
+    assert.equal(h.client.status, "ended");
+    await assert.rejects(pending, (e) => e.code === "ended");
+    ws.drop(1000);
+    await h.clock.advance(60_000);
+    assert.equal(FakeSocket.instances.length, 1);
+    await assert.rejects(h.client.send("chat", {}), (e) => e.code === "ended");
+  });
+
+  it("an `end` in the history before this member joined is not this session's end", async () => {
+    const h = harness();
+    const ws = await h.connected([event(1, { event: "end" }), event(2, { event: "join", data: { connections: 1 } })]);
+    assert.equal(h.client.ended, false);
+    assert.equal(h.client.status, "live");
+    ws.drop();
+    await h.clock.advance(10_000);
+    assert.equal(FakeSocket.instances.length, 2);
+  });
+
+  it("close() stops reconnecting and rejects pending sends", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    const pending = h.client.send("chat", { text: "x" });
+    h.client.close();
+    assert.deepEqual(ws.closedByClient, { code: 1000, reason: "client closed" });
+    await assert.rejects(pending, (e) => e.code === "closed");
+    await h.clock.advance(60_000);
+    assert.equal(FakeSocket.instances.length, 1);
+    assert.equal(h.client.status, "closed");
+  });
+
+  it("who() follows roster pages", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    const members = h.client.who();
+    assert.deepEqual(ws.frames("who").at(-1), { action: "who", after: "" });
+    ws.deliver({ type: "roster", members: [{ userId: "alice", connections: 1 }], more: true, next: "alice" });
+    assert.deepEqual(ws.frames("who").at(-1), { action: "who", after: "alice" });
+    ws.deliver({ type: "roster", members: [{ userId: "bob", connections: 2 }], more: false });
+    assert.deepEqual((await members).map((m) => m.userId), ["alice", "bob"]);
+    assert.equal(h.seen.rosters.length, 1);
+  });
+
+  it("an error frame without an id reaches onError", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    ws.deliver({ type: "error", code: "bad_request", message: "x", id: null });
+    assert.equal(h.seen.errors.length, 1);
+  });
+});
