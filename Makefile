@@ -4,7 +4,7 @@ PYTHON_VERSION ?= 3.11
 export UV_PROJECT_ENVIRONMENT ?= $(CURDIR)/.venv
 UV := uv
 RUN := $(UV) run --frozen --no-sync
-PYTHONPATH := $(CURDIR)/lambdas:$(CURDIR)/terraform:$(CURDIR)
+PYTHONPATH := $(CURDIR)/lambdas:$(CURDIR)/terraform:$(CURDIR)/clients/python:$(CURDIR)
 export PYTHONPATH
 # cdktf's jsii runtime still runs on the machine's Node 20; its end-of-life banner is noise in every synth.
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1

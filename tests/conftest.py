@@ -41,3 +41,17 @@ def log_lines():
     read.text = buffer.getvalue  # type: ignore[attr-defined]
     yield read
     runtime.logger._logger.removeHandler(handler)
+
+
+def _register_hypothesis_profiles() -> None:
+    import os
+
+    from hypothesis import settings
+
+    settings.register_profile("ci", max_examples=200)
+    # `make prove`: the full run (the issue asks for at least 10,000 examples in total).
+    settings.register_profile("prove", max_examples=5_000)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+_register_hypothesis_profiles()
