@@ -7,32 +7,95 @@ RUN := $(UV) run --frozen --no-sync
 PYTHONPATH := $(CURDIR)/lambdas:$(CURDIR)/terraform:$(CURDIR)/clients/python:$(CURDIR)
 export PYTHONPATH
 # cdktf's jsii runtime still runs on the machine's Node 20; its end-of-life banner is noise in every synth.
-export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
+STACK_DIR := cdktf.out/stacks/classwire-$(ENV)
+PLAN_FILE := classwire-$(ENV).tfplan
+# Providers come from the machine's mirror when there is one (scripts/terraform-cli-config says how).
+TF = cfg=$$(scripts/terraform-cli-config) && export TF_CLI_CONFIG_FILE=$${cfg:-$$TF_CLI_CONFIG_FILE} && \
+	terraform -chdir=$(STACK_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install build synth plan deploy destroy test lint bench cost token prove clean
+.PHONY: help install build synth init plan apply deploy destroy smoke token test prove lint checkov bootstrap bench cost clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  ENV=$(ENV) (local, dev, staging, prod; prod must be named explicitly)"
 
-install: .venv/.synced ## Install the locked Python dependencies into .venv
+install: .venv/.synced .venv-checkov/.synced ## Install the locked Python dependencies (.venv, .venv-checkov)
 
 .venv/.synced: pyproject.toml uv.lock
 	$(UV) sync --frozen --python $(PYTHON_VERSION)
 	@touch $@
 
+# checkov pins dependencies that conflict with the dev group, so it gets its own environment.
+.venv-checkov/.synced: pyproject.toml uv.lock
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.venv-checkov $(UV) sync --frozen --python $(PYTHON_VERSION) --only-group checkov
+	@touch $@
+
 build: install ## Build the Lambda zip for ENV's platform into dist/ (byte-identical per commit)
 	$(RUN) python scripts/build_lambdas.py --env $(ENV)
 
-synth: install ## Synthesize ENV's stack to cdktf.out/stacks/classwire-ENV
+synth: build ## Synthesize ENV's stack to cdktf.out/stacks/classwire-ENV (plain Terraform JSON)
 	$(RUN) python terraform/main.py --env $(ENV)
+
+init: ## terraform init ENV's synthesized stack (its state backend comes from the config)
+	$(TF) init -input=false
+
+plan: synth init ## Plan ENV into cdktf.out/stacks/classwire-ENV/classwire-ENV.tfplan (+ .json for review)
+	$(TF) plan -input=false -out=$(PLAN_FILE)
+	$(TF) show -json $(PLAN_FILE) > $(STACK_DIR)/$(PLAN_FILE).json
+
+apply: ## Apply exactly the saved plan of `make plan` (CI applies the plan it reviewed)
+	$(TF) apply -input=false $(PLAN_FILE)
+
+ifeq ($(ENV),local)
+deploy: install ## Deploy ENV: local runs the whole system here until Ctrl-C; others plan, then apply that plan
+	$(RUN) python -m localcloud.deploy
+else
+deploy: plan apply
+endif
+
+destroy: init ## Destroy ENV's stack (asks for confirmation)
+	$(TF) destroy -input=false
+
+smoke: install ## Smoke-test ENV's deployed stage (endpoint from the Terraform outputs)
+	$(RUN) python scripts/smoke_test.py --env $(ENV)
+
+token: install ## Print a local token: make token USER=<id> CLASSROOM=<id> ROLE=<teacher|student>
+	@$(RUN) python -m localcloud.tokens --user "$(USER)" --classroom "$(CLASSROOM)" --role "$(or $(ROLE),student)"
 
 test: install ## Run every test (the command CI runs)
 	$(RUN) pytest
 
-lint: install ## Static checks
-	$(RUN) ruff check lambdas terraform scripts tests
+prove: install ## Full-size reliability run; writes reports/reliability.md
+	HYPOTHESIS_PROFILE=prove CLASSWIRE_PROVE=full $(RUN) pytest tests/prove -q -s
+
+lint: install ## Static checks (ruff, workflows: GitHub's schema and zizmor, both offline)
+	$(RUN) ruff check lambdas terraform scripts tests localcloud clients/python bootstrap
+	$(RUN) ruff format --check lambdas terraform scripts tests localcloud clients/python bootstrap
+	$(RUN) check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(RUN) check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
+	$(RUN) zizmor --offline --no-progress .github
+
+checkov: install ## checkov on ENV's synthesized stack (run `make synth ENV=...` first), with .checkov.yaml
+	$(CURDIR)/.venv-checkov/bin/checkov --config-file .checkov.yaml --framework terraform_json \
+		-f $(STACK_DIR)/cdk.tf.json
+
+# The account's state bucket, GitHub OIDC provider and roles, with local state kept in bootstrap/accounts/ACCOUNT.
+BOOTSTRAP_DIR := bootstrap/accounts/$(ACCOUNT)/stacks/classwire-bootstrap
+bootstrap: install ## Set up an AWS account once: make bootstrap REPO=org/repo ACCOUNT=123456789012 ENVS="dev staging"
+	@test -n "$(REPO)" -a -n "$(ACCOUNT)" -a -n "$(ENVS)" || \
+		{ echo 'usage: make bootstrap REPO=<org>/<repo> ACCOUNT=<12 digits> ENVS="<env> ..."'; exit 2; }
+	$(RUN) python bootstrap/main.py --repo "$(REPO)" --account "$(ACCOUNT)" $(foreach env,$(ENVS),--env $(env))
+	cfg=$$(scripts/terraform-cli-config) && export TF_CLI_CONFIG_FILE=$${cfg:-$$TF_CLI_CONFIG_FILE} && \
+		terraform -chdir=$(BOOTSTRAP_DIR) init -input=false && terraform -chdir=$(BOOTSTRAP_DIR) apply -input=false
+
+bench: install ## Benchmarks: fan-out, Redis round trips, CPU per message, cold starts, zips, synth
+	$(RUN) python scripts/bench.py
+
+cost: install ## Monthly cost of ENV's stack for a usage profile: make cost ENV=prod PROFILE=<file>
+	$(RUN) python scripts/cost_model.py --env $(ENV) --profile "$(PROFILE)"
 
 clean: ## Remove build output
-	rm -rf dist build cdktf.out .pytest_cache
+	rm -rf dist build cdktf.out .pytest_cache reports/*.json

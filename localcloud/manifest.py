@@ -20,7 +20,7 @@ build it from the route table with `Manifest.from_route_table(...)`. On disk it 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -131,6 +131,55 @@ class Manifest:
             **api,
         )
 
+    @classmethod
+    def from_terraform_state(cls, state: Mapping, stack_dir: Path) -> Manifest:
+        """The API that `terraform apply` created: `state` is `terraform show -json` of the stack.
+
+        Only what API Gateway itself would read is used: the API's route selection expression, each
+        route's target integration and authorizer, route responses (two-way routes), the stage, and
+        each integrated function's handler, package, environment, timeout and memory.
+        """
+        by_type: dict[str, list[dict]] = {}
+        for resource in _state_resources(state.get("values", {}).get("root_module", {})):
+            by_type.setdefault(resource["type"], []).append(resource["values"])
+        (api,) = by_type["aws_apigatewayv2_api"]
+        (stage,) = by_type["aws_apigatewayv2_stage"]
+        functions = {
+            fn["invoke_arn"]: FunctionSpec(
+                name=fn["function_name"],
+                handler=fn["handler"],
+                code=str((stack_dir / fn["filename"]).resolve()),
+                environment=dict((fn.get("environment") or [{}])[0].get("variables") or {}),
+                timeout=float(fn["timeout"]),
+                memory=int(fn["memory_size"]),
+            )
+            for fn in by_type["aws_lambda_function"]
+        }
+        integrations = {i["id"]: functions[i["integration_uri"]].name for i in by_type["aws_apigatewayv2_integration"]}
+        two_way = {r["route_id"] for r in by_type.get("aws_apigatewayv2_route_response", [])}
+        authorizers = {a["id"]: a for a in by_type.get("aws_apigatewayv2_authorizer", [])}
+        routes, authorizer = [], None
+        for route in sorted(by_type["aws_apigatewayv2_route"], key=lambda r: r["route_key"]):
+            authorized = route["authorization_type"] == "CUSTOM"
+            if authorized:
+                found = authorizers[route["authorizer_id"]]
+                authorizer = AuthorizerSpec(
+                    function=functions[found["authorizer_uri"]].name,
+                    identity_source=tuple(found["identity_sources"]),
+                )
+            target = route["target"].removeprefix("integrations/")
+            routes.append(RouteSpec(route["route_key"], integrations[target], route["id"] in two_way, authorized))
+        arn_parts = api["arn"].split(":") if api.get("arn") else []
+        return cls(
+            functions={fn.name: fn for fn in functions.values()},
+            routes=tuple(routes),
+            authorizer=authorizer,
+            api_id=api["id"],
+            stage=stage["name"],
+            region=arn_parts[3] if len(arn_parts) > 3 else DEFAULT_REGION,
+            route_selection_expression=api["route_selection_expression"],
+        )
+
     def with_functions(self, **changes: object) -> Manifest:
         """The same API with `changes` (e.g. environment=..., timeout=...) applied to every function."""
         return replace(self, functions={name: replace(fn, **changes) for name, fn in self.functions.items()})
@@ -186,3 +235,12 @@ class Manifest:
         path = Path(path)
         path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
         return path
+
+
+def _state_resources(module: Mapping) -> Iterator[dict]:
+    """Managed resources of a `terraform show -json` module and its children."""
+    for resource in module.get("resources", []):
+        if resource.get("mode") == "managed":
+            yield resource
+    for child in module.get("child_modules", []):
+        yield from _state_resources(child)

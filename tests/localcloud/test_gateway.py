@@ -476,8 +476,8 @@ def test_idle_connections_close_after_the_idle_timeout_and_pings_do_not_count(st
 
 def test_connections_close_at_the_maximum_duration_even_when_active(start_gateway):
     gateway = start_gateway(limits=Limits(max_duration=1.2))
+    started = time.monotonic()  # before connecting: the maximum counts from the connection's start
     c = client(gateway, gateway.record_dir)
-    started = time.monotonic()
     with pytest.raises(ConnectionClosed) as closed:
         while True:
             c.ask_json({"action": "echo"})

@@ -1,0 +1,147 @@
+"""ClasswireStack: the whole system of one environment, wired in the order a request meets it.
+
+    browser ─wss─▶ WebSocketApi ─▶ Functions (in the Network's private subnets) ─▶ Cache
+                                        └─ @connections through the Network's NAT
+    Observability watches all of it; Encryption's key encrypts its logs, secret, topic and cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from cdktf import TerraformOutput, TerraformStack
+from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
+from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
+from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags, AwsProviderEndpoints
+from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
+from constructs import Construct
+
+from classwire.settings import RedisSettings, Settings
+
+from .cache import Cache
+from .config import PROJECT, EnvConfig
+from .encryption import Encryption
+from .functions import Functions, LambdaCode
+from .network import Network
+from .observability import Observability
+from .state import configure_state
+from .websocket_api import WebSocketApi
+
+# The hashicorp/aws provider line this stack is written against (the machine's mirror has 5.100).
+AWS_PROVIDER_VERSION = "~> 5.99"
+# Every service the stack calls, pointed at the emulator when there is one.
+EMULATED_SERVICES = ("apigatewayv2", "cloudwatch", "ec2", "elasticache", "iam", "kms", "lambda_", "logs",
+                     "secretsmanager", "sns", "sts", "s3")
+
+
+class ClasswireStack(TerraformStack):
+    def __init__(self, scope: Construct, config: EnvConfig, *, code: LambdaCode) -> None:
+        super().__init__(scope, config.stack_name)
+        self.config = config
+        self._provider(config)
+        configure_state(self, config.state)
+        self.add_override("terraform.required_providers.aws.version", AWS_PROVIDER_VERSION)
+        # No `required_version`: checkov's terraform_json parser cannot read it. The S3 backend's
+        # `use_lockfile` already refuses Terraform < 1.10 with a clear error.
+
+        account_id = DataAwsCallerIdentity(self, "account").account_id
+        partition = DataAwsPartition(self, "partition").partition
+        prefix = config.prefix
+
+        encryption = Encryption(self, "encryption", prefix=prefix, region=config.region, account_id=account_id,
+                                partition=partition)
+        network = Network(
+            self, "network", prefix=prefix, availability_zones=config.availability_zones,
+            vpc_cidr=config.vpc_cidr, private_subnet_cidrs=config.private_subnet_cidrs(),
+            public_subnet_cidrs=config.public_subnet_cidrs(), nat_mode=config.nat_mode,
+            log_retention_days=config.log_retention_days, kms_key_arn=encryption.key_arn,
+        )
+        cache = Cache(
+            self, "cache", prefix=prefix, vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
+            availability_zones=config.availability_zones, node_type=config.redis_node_type,
+            replicas=config.redis_replicas, automatic_failover=config.redis_automatic_failover,
+            engine_version=config.redis_engine_version, parameter_family=config.redis_parameter_family,
+            snapshot_retention_days=config.redis_snapshot_retention_days,
+            snapshot_window=config.redis_snapshot_window, maintenance_window=config.redis_maintenance_window,
+            iam_auth=config.redis_iam_auth, kms_key_arn=encryption.key_arn,
+        )
+
+        # HMAC keys live in Secrets Manager. The stack creates the secret without a value: the identity
+        # provider team (or the local tooling, after apply) puts it, so no key ever passes through Terraform.
+        jwt_secret_arn: str | None = None
+        if config.jwt_uses_secret:
+            jwt_secret_arn = SecretsmanagerSecret(
+                self, "jwt_secret", name=config.jwt_secret_name, kms_key_id=encryption.key_arn,
+                description=f"{prefix}: the HMAC key the authorizer verifies tokens with (value set outside Terraform)",
+                recovery_window_in_days=config.jwt_secret_recovery_days,
+            ).arn
+
+        redis = (
+            RedisSettings(url=cache.url, auth="iam", user=cache.user_id, cache_name=config.prefix)
+            if config.redis_iam_auth
+            else RedisSettings(url=cache.url, auth="none")
+        )
+        settings = Settings(
+            redis=redis,
+            jwt=replace(config.jwt, secret_arn=jwt_secret_arn or ""),
+            limits=config.limits,
+            service_name=PROJECT,
+            log_level=config.log_level,
+        ).validate()
+        functions = Functions(
+            self, "functions", prefix=prefix, code=code, runtime=config.lambda_runtime,
+            architecture=config.lambda_architecture, memory_mb=config.lambda_memory_mb,
+            timeout_seconds=config.lambda_timeout_seconds, log_retention_days=config.log_retention_days,
+            kms_key_arn=encryption.key_arn, vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
+            redis_client_security_group_id=cache.client_security_group_id, settings=settings,
+            redis_connect_arns=[cache.replication_group_arn, cache.user_arn] if cache.user_arn else [],
+            jwt_secret_arn=jwt_secret_arn,
+        )
+        api = WebSocketApi(
+            self, "websocket_api", prefix=prefix, region=config.region, functions=functions.functions,
+            stage_name=config.stage_name, throttling_rate_limit=config.throttling_rate_limit,
+            throttling_burst_limit=config.throttling_burst_limit, log_retention_days=config.log_retention_days,
+            kms_key_arn=encryption.key_arn,
+            custom_domain_name=config.custom_domain.domain_name if config.custom_domain else None,
+            custom_domain_certificate_arn=config.custom_domain.certificate_arn if config.custom_domain else None,
+        )
+        functions.allow_connection_management(api_execution_arn=api.execution_arn, stage=api.stage_name)
+        functions.use_management_endpoint(api.management_endpoint)
+
+        Observability(
+            self, "observability", prefix=prefix, region=config.region, api_id=api.api_id,
+            stage_name=api.stage_name,
+            function_names={name: fn.function_name for name, fn in functions.functions.items()},
+            cache_member_ids=cache.member_cluster_ids, nat_gateway_ids=network.nat_gateway_ids,
+            kms_key_id=encryption.key_id, alarm_email=config.alarm_email,
+        )
+
+        TerraformOutput(self, "websocket_url", value=api.websocket_url)
+        TerraformOutput(self, "management_endpoint", value=api.management_endpoint)
+        TerraformOutput(self, "api_id", value=api.api_id)
+        TerraformOutput(self, "stage", value=api.stage_name)
+        TerraformOutput(self, "region", value=config.region)
+        TerraformOutput(self, "function_names",
+                        value={name: fn.function_name for name, fn in functions.functions.items()})
+        TerraformOutput(self, "redis_endpoint", value=cache.primary_endpoint)
+        TerraformOutput(self, "jwt_secret_arn", value=jwt_secret_arn or "")
+        if api.custom_domain_target:
+            TerraformOutput(self, "custom_domain_target", value=api.custom_domain_target)
+
+    def _provider(self, config: EnvConfig) -> None:
+        tags = AwsProviderDefaultTags(tags={"project": PROJECT, "environment": config.name, "managed-by": "cdktf"})
+        if config.aws_endpoint is None:
+            AwsProvider(self, "aws", region=config.region, default_tags=[tags])
+            return
+        endpoint = config.aws_endpoint.rstrip("/")
+        AwsProvider(
+            self, "aws", region=config.region, default_tags=[tags],
+            # The emulator accepts any credentials; these are moto's documented test values.
+            access_key="testing", secret_key="testing",
+            # The account id is asked of the emulator's STS (moto's 123456789012): skipping that leaves the
+            # provider without one, so ARNs it builds (the API's execution_arn) lack the account and a rule
+            # that references a security group reads back as a cross-account "123456789012/sg-..." change.
+            skip_credentials_validation=True, skip_requesting_account_id=False, skip_metadata_api_check="true",
+            s3_use_path_style=True,
+            endpoints=[AwsProviderEndpoints(**{service: endpoint for service in EMULATED_SERVICES})],
+        )
