@@ -1,0 +1,166 @@
+"""`make deploy` (ENV=local): the whole system on this machine, deployed the way AWS gets it.
+
+1. build the Lambda zip (scripts/build_lambdas.py, the same package the cloud gets, for this CPU);
+2. start redis-server and the AWS API emulator (moto server with the shim);
+3. synthesize `classwire-local` from the same constructs and `terraform apply` it to the emulator;
+4. read what was applied (`terraform show -json`): the API's routes, integrations, authorizer and each
+   function's handler, package and environment become the local gateway's configuration;
+5. serve the WebSocket API and the demo page on 127.0.0.1 until Ctrl-C, then stop everything.
+
+Runs until interrupted; prints `classwire local cloud is up` once it serves, with the URLs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from classwire_infra.config import EnvConfig, load
+from localcloud.emulator import AwsEmulator
+from localcloud.manifest import Manifest
+from localcloud.system import LocalSystem
+from localcloud.web_server import DemoWebServer
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_LINE = "classwire local cloud is up"
+DEFAULT_GATEWAY_PORT = 8080
+DEFAULT_WEB_PORT = 8081
+
+
+class DeployError(RuntimeError):
+    pass
+
+
+def run(command: list[str], *, env: dict[str, str] | None = None, what: str) -> str:
+    """Runs a step; on failure shows its own output, since that is where the reason is."""
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DeployError(f"{what} failed (exit {result.returncode}):\n{result.stdout[-4000:]}{result.stderr[-4000:]}")
+    return result.stdout
+
+
+def terraform_environment(aws: AwsEmulator) -> dict[str, str]:
+    config_file = run([str(ROOT / "scripts/terraform-cli-config")], what="terraform provider mirror").strip()
+    env = {**os.environ, **aws.client_environment, "TF_IN_AUTOMATION": "1"}
+    if config_file:
+        env["TF_CLI_CONFIG_FILE"] = config_file
+    return env
+
+
+def apply_stack(config: EnvConfig, timings: dict[str, float], say: Callable[[str], None]) -> Callable:
+    """The `deploy` step of LocalSystem: synth, then terraform init and apply against the emulator."""
+
+    def deploy(aws: AwsEmulator) -> Manifest:
+        started = time.monotonic()
+        say(f"synthesizing {config.stack_name} for the emulator at {aws.endpoint}")
+        run(
+            [sys.executable, "terraform/main.py", "--env", config.name, "--aws-endpoint", aws.endpoint],
+            what="synth",
+        )
+        timings["synth"] = time.monotonic() - started
+        stack_dir = ROOT / "cdktf.out" / "stacks" / config.stack_name
+        # A fresh emulator holds nothing: state from an earlier run would describe resources that are gone.
+        for stale in stack_dir.glob("terraform.tfstate*"):
+            stale.unlink()
+        env = terraform_environment(aws)
+        terraform = ["terraform", f"-chdir={stack_dir}"]
+        started = time.monotonic()
+        run([*terraform, "init", "-input=false"], env=env, what="terraform init")
+        timings["terraform init"] = time.monotonic() - started
+        say("terraform apply (about a minute and a half: the AWS provider waits for the cache cluster)")
+        started = time.monotonic()
+        applied = run([*terraform, "apply", "-auto-approve", "-input=false", "-no-color"], env=env, what="apply")
+        timings["terraform apply"] = time.monotonic() - started
+        say(next((line for line in applied.splitlines() if line.startswith("Apply complete")), "applied"))
+        state = json.loads(run([*terraform, "show", "-json"], env=env, what="terraform show"))
+        return Manifest.from_terraform_state(state, stack_dir)
+
+    return deploy
+
+
+def build_package(config: EnvConfig, timings: dict[str, float], say: Callable[[str], None]) -> None:
+    started = time.monotonic()
+    output = run([sys.executable, "scripts/build_lambdas.py", "--env", config.name], what="build")
+    timings["build"] = time.monotonic() - started
+    for line in output.strip().splitlines():
+        say(line)
+
+
+def ensure_redis_server() -> None:
+    if shutil.which("redis-server") is None:
+        run([str(ROOT / "scripts/install-system-deps")], what="installing redis-server")
+
+
+def wait_for_interrupt() -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("CLASSWIRE_LOCAL_PORT", DEFAULT_GATEWAY_PORT)))
+    parser.add_argument(
+        "--web-port", type=int, default=int(os.environ.get("CLASSWIRE_LOCAL_WEB_PORT", DEFAULT_WEB_PORT))
+    )
+    args = parser.parse_args(argv)
+
+    def say(message: str) -> None:
+        print(f"[deploy] {message}", flush=True)
+
+    config = load("local")
+    emulator_port = urlsplit(config.aws_endpoint or "").port or 0
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    try:
+        ensure_redis_server()
+        build_package(config, timings, say)
+        system = LocalSystem(
+            gateway_port=args.port,
+            aws_port=emulator_port,
+            deploy=apply_stack(config, timings, say),
+            issuer=config.jwt.issuer,
+            audience=config.jwt.audience,
+        )
+        with system, DemoWebServer(
+            lambda user, classroom, role, name: system.token(user, classroom, role, name),
+            system.websocket_url,
+            port=args.web_port,
+        ) as web:
+            timings["total"] = time.monotonic() - started
+            say("timings: " + ", ".join(f"{step} {seconds:.1f}s" for step, seconds in timings.items()))
+            print(
+                f"{READY_LINE}\n"
+                f"  demo page      {web.url}  (open two windows: one teacher, one student)\n"
+                f"  WebSocket API  {system.websocket_url}?token=<JWT>&classroom=<id>\n"
+                f"  @connections   {system.management_endpoint}\n"
+                f"  AWS emulator   {system.aws.endpoint}   Redis {system.redis.url}\n"
+                f"  a token:       make token USER=alice CLASSROOM=demo ROLE=teacher\n"
+                f"Ctrl-C stops everything.",
+                flush=True,
+            )
+            wait_for_interrupt()
+            say("stopping")
+    except DeployError as error:
+        print(f"[deploy] {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        say("interrupted; everything it started is stopped")
+        return 130
+    say("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

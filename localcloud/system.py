@@ -1,0 +1,130 @@
+"""The whole system on this machine: Redis, the AWS emulator, the gateway running the handlers, the page.
+
+`make deploy` builds the gateway's manifest from what `terraform apply` created in the emulator
+(`localcloud.deploy`); tests that do not need Terraform build it from the route table with the same
+runtime settings (`LocalSystem.from_route_table`). Everything listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+from classwire.settings import JwtSettings, RedisSettings, Settings
+from localcloud.cache import RedisServer, free_port
+from localcloud.emulator import REGION, AwsEmulator
+from localcloud.gateway import GatewayThread, Limits
+from localcloud.manifest import Manifest
+from localcloud.tokens import issue_token, signing_key
+
+ROOT = Path(__file__).resolve().parent.parent
+JWT_SECRET_NAME = "classwire/local/jwt-signing-key"
+
+
+class LocalSystem:
+    """Starts in dependency order and stops in reverse.
+
+    `manifest=None` builds the API from the route table, running the handlers from `code` (a
+    directory or a zip) with the runtime settings the local environment would get.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest | None = None,
+        *,
+        code: Path = ROOT / "lambdas",
+        limits: Limits | None = None,
+        key: str = "",
+        issuer: str = "",
+        audience: str = "",
+        gateway_port: int = 0,
+        aws_port: int = 0,
+        deploy: Callable[[AwsEmulator], Manifest] | None = None,
+    ):
+        self.manifest = manifest
+        self.code = code
+        self.limits = limits or Limits()
+        self.key = key or signing_key()
+        self.issuer = issuer
+        self.audience = audience
+        self.gateway_port = gateway_port or free_port()
+        self.aws_port = aws_port
+        # `deploy(aws)` applies the stack to the emulator and returns the API it created (make deploy).
+        self.deploy = deploy
+        self.redis: RedisServer | None = None
+        self.aws: AwsEmulator | None = None
+        self._gateway: GatewayThread | None = None
+        self._stack = contextlib.ExitStack()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> LocalSystem:
+        try:
+            self.redis = self._stack.enter_context(RedisServer())
+            self.aws = self._stack.enter_context(AwsEmulator(self.aws_port or None))
+            if self.deploy is not None:
+                self.manifest = self.deploy(self.aws)
+            secret_arn = self._store_signing_key()
+            if self.manifest is None:
+                settings = Settings(
+                    redis=RedisSettings(url=self.redis.url),
+                    jwt=JwtSettings(algorithms=("HS256",), secret_arn=secret_arn),
+                ).validate()
+                self.manifest = Manifest.from_route_table(self.code, settings.to_env())
+            self._gateway = GatewayThread(
+                self.manifest, port=self.gateway_port, limits=self.limits, environment=self._local_environment()
+            )
+            self._stack.enter_context(self._gateway)
+            return self
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> LocalSystem:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- what clients need -----------------------------------------------------------------------
+    @property
+    def websocket_url(self) -> str:
+        assert self._gateway is not None
+        return self._gateway.gateway.websocket_url
+
+    @property
+    def management_endpoint(self) -> str:
+        assert self._gateway is not None
+        return self._gateway.gateway.management_endpoint
+
+    def token(self, user: str, classroom: str | list[str], role: str = "student", name: str = "", **kw) -> str:
+        classrooms = [classroom] if isinstance(classroom, str) else classroom
+        return issue_token(
+            user, classrooms, role, name, key=self.key, issuer=self.issuer, audience=self.audience, **kw
+        )
+
+    # -- internals -------------------------------------------------------------------------------
+    def _store_signing_key(self) -> str:
+        """The stack creates the secret without a value (its owner puts one); locally that is us."""
+        assert self.aws is not None
+        secrets = self.aws.client("secretsmanager")
+        try:
+            return secrets.create_secret(Name=JWT_SECRET_NAME, SecretString=self.key)["ARN"]
+        except secrets.exceptions.ResourceExistsException:
+            return secrets.put_secret_value(SecretId=JWT_SECRET_NAME, SecretString=self.key)["ARN"]
+
+    def _local_environment(self) -> dict[str, str]:
+        """What differs for every function on this machine: the emulator, this Redis and this gateway."""
+        assert self.aws is not None and self.redis is not None and self.manifest is not None
+        return {
+            # The replication group's primary endpoint is, on this machine, this redis-server.
+            "CLASSWIRE_REDIS_URL": self.redis.url,
+            "AWS_ENDPOINT_URL": self.aws.endpoint,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "CLASSWIRE_MANAGEMENT_ENDPOINT": f"http://127.0.0.1:{self.gateway_port}/{self.manifest.stage}",
+        }
+
