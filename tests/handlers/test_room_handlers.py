@@ -1,0 +1,124 @@
+"""$connect, $disconnect and the message routes as Lambda sees them: API Gateway events in, real Redis
+behind, fan-out over real HTTP to a local @connections stub that checks every SigV4 signature."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from classwire import runtime
+from classwire.handlers import connect, disconnect, message
+from tests.support.events import Caller, LambdaContext, connect_event, disconnect_event, message_event
+from tests.support.management_stub import TEST_REGION, ManagementStub
+
+CREDENTIALS = ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+TEACHER = Caller("T1cOnn3ct10nId=", "tina", "teacher", "room-1", "Tina")
+STUDENT = Caller("S1cOnn3ct10nId=", "sam", "student", "room-1", "Sam")
+OUTSIDER = Caller("O1cOnn3ct10nId=", "olga", "student", "room-2", "Olga")
+
+
+@pytest.fixture
+def stub(redis_client, redis_server, monkeypatch):
+    with ManagementStub(verify=CREDENTIALS) as stub:
+        monkeypatch.setenv("CLASSWIRE_REDIS_URL", redis_server.url)
+        monkeypatch.setenv("CLASSWIRE_MANAGEMENT_ENDPOINT", stub.endpoint)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDENTIALS[0])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS[1])
+        monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+        monkeypatch.setenv("AWS_REGION", TEST_REGION)
+        # Settings are validated as a whole; these handlers never read the secret.
+        monkeypatch.setenv("CLASSWIRE_JWT_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:jwt")
+        for cached in (runtime.settings, runtime.redis_client, runtime.classroom_store, runtime.management_api):
+            cached.cache_clear()
+        yield stub
+        for cached in (runtime.settings, runtime.redis_client, runtime.classroom_store, runtime.management_api):
+            cached.cache_clear()
+
+
+def frames_to(stub: ManagementStub, caller: Caller) -> list[dict]:
+    return [json.loads(body) for connection_id, body in stub.posts if connection_id == caller.connection_id]
+
+
+def join(*callers: Caller) -> None:
+    for caller in callers:
+        assert connect.handler(connect_event(caller), LambdaContext()) == {"statusCode": 200}
+
+
+def send(caller: Caller, frame: dict | str) -> dict:
+    return message.handler(message_event(caller, frame), LambdaContext())
+
+
+def test_connect_registers_the_member_and_announces_the_join_to_the_others(stub):
+    join(TEACHER, STUDENT)
+    # The joining connection is not open yet during $connect: only the teacher hears of the student.
+    assert [(f["event"], f["from"]) for f in frames_to(stub, TEACHER)] == [("join", "sam")]
+    assert frames_to(stub, STUDENT) == []
+    assert stub.signature_failures == 0
+
+
+def test_send_fans_out_to_the_classroom_only_and_the_sender_gets_its_copy_as_ack(stub):
+    join(TEACHER, STUDENT, OUTSIDER)
+    stub.reset()
+    assert send(STUDENT, {"action": "send", "id": "m1", "event": "chat", "data": {"text": "hi"}}) == {"statusCode": 200}
+    for member in (TEACHER, STUDENT):
+        (event,) = frames_to(stub, member)
+        assert (event["type"], event["event"], event["id"], event["data"]) == ("event", "chat", "m1", {"text": "hi"})
+        assert event["classroom"] == "room-1"
+    assert frames_to(stub, OUTSIDER) == []
+
+
+def test_two_way_routes_answer_in_the_response_body(stub):
+    join(TEACHER, STUDENT)
+    roster = json.loads(send(TEACHER, {"action": "who"})["body"])
+    assert roster["type"] == "roster"
+    assert {m["userId"] for m in roster["members"]} == {"tina", "sam"}
+    synced = json.loads(send(STUDENT, {"action": "sync", "since": 0})["body"])
+    assert [e["event"] for e in synced["events"]] == ["join", "join"]
+    assert json.loads(send(STUDENT, {"action": "ping"})["body"])["type"] == "pong"
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{not json", "bad_request"),
+        ({"action": "dance"}, "unknown_action"),
+        ({"action": "send", "id": "x", "event": "chat", "data": {}, "classroom": "room-2"}, "forbidden"),
+        ({"action": "send", "id": "x", "event": "clear", "data": {}}, "forbidden"),
+    ],
+)
+def test_bad_frames_get_a_precise_error_and_change_nothing(stub, redis_client, frame, code):
+    join(TEACHER, STUDENT)
+    before = {key: redis_client.dump(key) for key in sorted(redis_client.keys("*")) if b":rate:" not in key}
+    stub.reset()
+    reply = json.loads(send(STUDENT, frame)["body"])
+    assert (reply["type"], reply["code"]) == ("error", code)
+    assert stub.posts == []
+    after = {key: redis_client.dump(key) for key in sorted(redis_client.keys("*")) if b":rate:" not in key}
+    assert after == before
+
+
+def test_disconnect_removes_the_member_and_announces_the_leave(stub):
+    join(TEACHER, STUDENT)
+    stub.reset()
+    assert disconnect.handler(disconnect_event(STUDENT), LambdaContext()) == {"statusCode": 200}
+    assert [(f["event"], f["from"]) for f in frames_to(stub, TEACHER)] == [("leave", "sam")]
+    roster = json.loads(send(TEACHER, {"action": "who"})["body"])
+    assert [m["userId"] for m in roster["members"]] == ["tina"]
+
+
+def test_a_gone_connection_is_pruned_by_the_fan_out_that_meets_it(stub):
+    join(TEACHER, STUDENT)
+    stub.gone.add(STUDENT.connection_id)
+    send(TEACHER, {"action": "send", "id": "m1", "event": "chat", "data": {"text": "anyone?"}})
+    # The 410 pruned the student, and the leave that prune appended reached the teacher.
+    assert [f["event"] for f in frames_to(stub, TEACHER)][-2:] == ["chat", "leave"]
+    roster = json.loads(send(TEACHER, {"action": "who"})["body"])
+    assert [m["userId"] for m in roster["members"]] == ["tina"]
+
+
+def test_the_teacher_ending_the_class_closes_every_connection(stub):
+    join(TEACHER, STUDENT)
+    send(TEACHER, {"action": "send", "id": "e1", "event": "end", "data": {}})
+    deleted = {r.connection_id for r in stub.requests if r.method == "DELETE"}
+    assert deleted == {TEACHER.connection_id, STUDENT.connection_id}
