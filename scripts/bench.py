@@ -1,0 +1,336 @@
+"""`make bench`: every performance figure the project promises, measured in one run on this machine.
+
+    python scripts/bench.py [--quick] [--only fanout,redis,handler,cold,zips,synth] [--json reports/bench.json]
+
+Prints one table per section and writes them all to a JSON file. Each comparison (lean client against
+boto3, fan-out against its floor) is measured in the same run, since this machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+for path in (ROOT / "lambdas", ROOT / "terraform", ROOT / "scripts", ROOT):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+import bench_fanout  # noqa: E402
+
+HANDLERS = ("authorizer", "connect", "disconnect", "message")
+ROOM_SIZES = (30, 300, 1000)
+TARGETS = {
+    "fanout_30_x_floor": 1.5,
+    "fanout_1000_x_floor": 10.0,
+    "redis_calls_per_send": 2,
+    "handler_cpu_us_per_delivery": 100.0,
+    "cold_init_ms": 300.0,
+}
+
+
+# --- Redis round trips ----------------------------------------------------------------------------
+
+
+class CountingRedis:
+    """Counts the client's round trips (each command or pipeline is one) on a real redis-py client."""
+
+    def __init__(self, client):
+        self.client, self.calls = client, 0
+        original = client.execute_command
+
+        def counted(*args, **options):
+            self.calls += 1
+            return original(*args, **options)
+
+        client.execute_command = counted
+
+
+def redis_round_trips(sizes=ROOM_SIZES) -> dict:
+    from classwire.classroom_store import ClassroomStore, Member
+    from classwire.settings import Limits
+    from localcloud.cache import RedisServer
+
+    results = {}
+    with RedisServer() as server:
+        client = server.client()
+        counter = CountingRedis(client)
+        store = ClassroomStore(client, Limits(rate_per_second=1e6, rate_burst=1_000_000))
+        for size in sizes:
+            room = f"bench-{size}"
+            members = [Member(f"c{i:05d}=", room, f"u{i}", "student") for i in range(size)]
+            for member in members:
+                store.join(member, 0)
+            sender = members[0]
+            store.publish(sender, "warm", "chat", '{"n":0}', persistent=True)  # loads the script once
+            before_server = _evalsha_calls(client)
+            before_calls = counter.calls
+            store.publish(sender, "m1", "stroke", '{"points":[[1,2],[3,4]]}', persistent=True)
+            send_calls = counter.calls - before_calls
+            send_server = _evalsha_calls(client) - before_server - 1  # minus the INFO's own count
+            store.sync(room, since=0, since_eid="", limit=1, budget_bytes=30_000)  # loads the script once
+            before_calls = counter.calls
+            store.sync(room, since=0, since_eid="", limit=200, budget_bytes=30_000)
+            results[str(size)] = {
+                "send": send_calls,
+                "send_server_evalsha": send_server,
+                "sync_page": counter.calls - before_calls,
+            }
+        client.close()
+    return results
+
+
+def _evalsha_calls(client) -> int:
+    stats = client.info("commandstats")
+    return sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_info"))
+
+
+# --- handler CPU per delivered message ------------------------------------------------------------
+
+
+def handler_cpu(members: int = 1000, sends: int = 20) -> dict:
+    """The whole message handler (parse, one Redis call, encode, fan-out) against an instant endpoint."""
+    from classwire import runtime
+    from classwire.classroom_store import Member
+    from classwire.handlers import message
+    from localcloud.cache import RedisServer
+    from tests.support.events import Caller, LambdaContext, message_event
+
+    with RedisServer() as server, bench_fanout.stub_process(0) as endpoint, _environment(
+        CLASSWIRE_REDIS_URL=server.url,
+        CLASSWIRE_MANAGEMENT_ENDPOINT=endpoint,
+        CLASSWIRE_JWT_SECRET_ARN="arn:aws:secretsmanager:eu-west-1:123456789012:secret:unused",
+        CLASSWIRE_RATE_PER_SECOND="100000",
+        CLASSWIRE_RATE_BURST="100000",
+        AWS_ACCESS_KEY_ID="AKIDEXAMPLE",
+        AWS_SECRET_ACCESS_KEY="secret",
+        AWS_REGION="eu-west-1",
+        POWERTOOLS_METRICS_DISABLED="true",
+        POWERTOOLS_LOG_LEVEL="WARNING",
+    ):
+        for cached in (runtime.settings, runtime.redis_client, runtime.classroom_store, runtime.management_api):
+            cached.cache_clear()
+        callers = [Caller(f"c{i:05d}=", f"u{i}", "student", "bench") for i in range(members)]
+        store = runtime.classroom_store()
+        for caller in callers:  # straight into the store: $connect's fan-outs are not what is measured
+            store.join(Member(caller.connection_id, "bench", caller.user_id, "student"), 0)
+        context = LambdaContext()
+        message.handler(message_event(callers[0], {"action": "send", "id": "w", "event": "chat", "data": {}}), context)
+        events = [
+            message_event(callers[0], {"action": "send", "id": f"m{i}", "event": "stroke", "data": {"p": [i, i]}})
+            for i in range(sends)
+        ]
+        cpu, wall = time.process_time(), time.perf_counter()
+        for event in events:
+            message.handler(event, context)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return {
+        "members": members,
+        "sends": sends,
+        "cpu_us_per_delivery": round(cpu / (members * sends) * 1e6, 1),
+        "wall_ms_per_send": round(wall / sends * 1000, 1),
+    }
+
+
+@contextlib.contextmanager
+def _environment(**values: str):
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+# --- cold initialisation --------------------------------------------------------------------------
+
+IMPORT_ONE = "import sys, time; sys.path.insert(0, sys.argv[1]); t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+
+
+def cold_init(zip_path: Path, runs: int = 10) -> dict:
+    """Import each handler from the built zip in a fresh interpreter (no site-packages), median of `runs`."""
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="classwire-cold-") as code:
+        with zipfile.ZipFile(zip_path) as archive:
+            archive.extractall(code)
+        env = {"PATH": os.environ.get("PATH", ""), "AWS_REGION": "us-east-1", "LANG": "C.UTF-8"}
+        for name in HANDLERS:
+            module = f"classwire.handlers.{name}"
+            command = [sys.executable, "-I", "-S", "-c", IMPORT_ONE.format(module=module), code]
+            samples = [
+                float(subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout)
+                for _ in range(runs)
+            ]
+            profile = subprocess.run(
+                [sys.executable, "-I", "-S", "-X", "importtime", "-c", IMPORT_ONE.format(module=module), code],
+                env=env, capture_output=True, text=True, check=True,
+            ).stderr
+            results[name] = {"median_ms": round(statistics.median(samples) * 1000, 1), "top": _dominant(profile)}
+    return results
+
+
+def _dominant(importtime: str, top: int = 4) -> list[list]:
+    """The packages that cost the most, from `-X importtime`: each module's own time, summed per package."""
+    costs: dict[str, int] = {}
+    for line in importtime.splitlines():
+        match = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
+        if match:
+            package = match.group(2).split(".")[0]
+            costs[package] = costs.get(package, 0) + int(match.group(1))
+    ranked = sorted(costs.items(), key=lambda item: -item[1])[:top]
+    return [[package, round(us / 1000, 1)] for package, us in ranked]
+
+
+# --- packages and synthesis -----------------------------------------------------------------------
+
+
+def zips() -> dict:
+    from classwire_infra.config import load
+
+    results = {}
+    for env in ("local", "dev"):
+        subprocess.run([sys.executable, "scripts/build_lambdas.py", "--env", env], cwd=ROOT, check=True,
+                       capture_output=True)
+        path = ROOT / load(env).lambda_zip
+        results[path.name] = {"bytes": path.stat().st_size, "mb": round(path.stat().st_size / 1e6, 2)}
+    return results
+
+
+SYNTH_ALL = """
+import sys, time, tempfile
+from pathlib import Path
+started = time.perf_counter()
+sys.path[:0] = ["terraform", "lambdas", "."]
+import importlib.util
+spec = importlib.util.spec_from_file_location("synth_main", "terraform/main.py")
+main = importlib.util.module_from_spec(spec); spec.loader.exec_module(main)
+print("start", time.perf_counter() - started)
+out = Path(tempfile.mkdtemp(prefix="classwire-synth-"))
+for env in ("local", "dev", "staging", "prod"):
+    t = time.perf_counter()
+    zip_file = out / "lambda.zip"
+    zip_file.write_bytes(b"PK\\x05\\x06" + bytes(18))
+    main.synth(env, out=out / env, zip_file=zip_file)
+    print(env, time.perf_counter() - t)
+print("total", time.perf_counter() - started)
+"""
+
+
+def synth_times() -> dict:
+    """All four stacks in one process: the jsii runtime's start, then each stack."""
+    env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+    output = subprocess.run([sys.executable, "-c", SYNTH_ALL], cwd=ROOT, env=env, capture_output=True, text=True,
+                            check=True).stdout
+    return {name: round(float(seconds), 2) for name, seconds in (line.split() for line in output.splitlines())}
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def report(results: dict) -> str:
+    lines = [f"classwire bench, {results['when']}, {results['machine']}"]
+    if "fanout" in results:
+        lines += ["", "## Fan-out against @connections with injected latency", bench_fanout.table(results["fanout"])]
+    if "redis" in results:
+        lines += ["", "## Redis round trips (client calls)", f"{'members':>8} {'send':>5} {'sync page':>10}"]
+        lines += [f"{size:>8} {r['send']:>5} {r['sync_page']:>10}" for size, r in results["redis"].items()]
+    if "handler" in results:
+        h = results["handler"]
+        lines += ["", "## Message handler, instant endpoint",
+                  f"{h['cpu_us_per_delivery']} us CPU per delivered message ({h['members']} members, {h['sends']} "
+                  f"sends; {h['wall_ms_per_send']} ms wall per send)"]
+    if "cold" in results:
+        lines += ["", "## Cold initialisation from the zip (median of 10, fresh interpreter)"]
+        for name, c in results["cold"].items():
+            top = ", ".join(f"{package} {ms} ms" for package, ms in c["top"])
+            lines.append(f"{name:>11} {c['median_ms']:>7.1f} ms   dominated by: {top}")
+    if "zips" in results:
+        lines += ["", "## Lambda packages"]
+        lines += [f"{name}: {z['bytes']} bytes ({z['mb']} MB)" for name, z in results["zips"].items()]
+    if "synth" in results:
+        s = results["synth"]
+        lines += ["", "## Synthesis (one process, all stacks)",
+                  ", ".join(f"{name} {seconds:.2f} s" for name, seconds in s.items())]
+    if "targets" in results:
+        lines += ["", "## Targets"]
+        lines += [f"{'met ' if t['met'] else 'MISSED'} {name}: {t['value']} (target {t['target']})"
+                  for name, t in results["targets"].items()]
+    return "\n".join(lines)
+
+
+def targets(results: dict) -> dict:
+    checks = {}
+    fanout = results.get("fanout", {}).get("sizes", {})
+    for size, key in (("30", "fanout_30_x_floor"), ("1000", "fanout_1000_x_floor")):
+        if size in fanout:
+            checks[key] = fanout[size]["lean"]["ratio_to_floor"]
+    if "redis" in results:
+        checks["redis_calls_per_send"] = max(r["send"] for r in results["redis"].values())
+    if "handler" in results:
+        checks["handler_cpu_us_per_delivery"] = results["handler"]["cpu_us_per_delivery"]
+    if "cold" in results:
+        checks["cold_init_ms"] = max(c["median_ms"] for c in results["cold"].values())
+    return {name: {"value": value, "target": TARGETS[name], "met": value <= TARGETS[name]}
+            for name, value in checks.items()}
+
+
+SECTIONS = ("fanout", "redis", "handler", "cold", "zips", "synth")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    parser.add_argument("--quick", action="store_true", help="fewer runs (a smoke test of the bench itself)")
+    parser.add_argument("--json", type=Path, default=ROOT / "reports" / "bench.json")
+    args = parser.parse_args(argv)
+    sections = args.only.split(",")
+    runs = 3 if args.quick else 7
+    from classwire_infra.config import load
+    from localcloud.cache import RedisServer
+
+    results: dict = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f}",
+    }
+    if "zips" in sections or "cold" in sections:
+        results["zips"] = zips()
+    if "fanout" in sections:
+        with RedisServer() as server:
+            results["fanout"] = bench_fanout.run(
+                sizes=(30, 300) if args.quick else ROOM_SIZES, runs=runs, redis_url=server.url,
+                sequential_sizes=(30,),
+            )
+    if "redis" in sections:
+        results["redis"] = redis_round_trips()
+    if "handler" in sections:
+        results["handler"] = handler_cpu(sends=5 if args.quick else 20)
+    if "cold" in sections:
+        results["cold"] = cold_init(ROOT / load("local").lambda_zip, runs=3 if args.quick else 10)
+    if "synth" in sections:
+        results["synth"] = synth_times()
+    results["targets"] = targets(results)
+    print(report(results))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
