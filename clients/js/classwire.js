@@ -23,6 +23,9 @@ const DEFAULTS = {
   syncTimeoutMs: 10_000, // no sync reply by then: ask again
   ackTimeoutMs: 10_000, // no acknowledgement and no error by then: resend (same id)
   pingIntervalMs: 5 * 60_000, // API Gateway closes a connection idle for 10 minutes
+  // Pings carry delivery telemetry (last applied seq, smoothed lag) this often, which also keeps the
+  // connection alive; each costs a message, an invocation and a Redis round trip. 0: bare keep-alives.
+  telemetryIntervalMs: 30_000,
   backoffBaseMs: 250,
   backoffCapMs: 10_000,
   maxConnectAttempts: 6, // a client that never got in gives up (a refused token retries otherwise forever)
@@ -30,6 +33,7 @@ const DEFAULTS = {
   volatileEvents: ["cursor"],
 };
 const RECENT_EIDS = 4096; // eids kept per seq to spot a same-seq, different-event divergence
+const MAX_LAG_MS = 24 * 3600 * 1000; // the server refuses a larger lagMs (a broken clock, not a lag)
 
 /** A send refused by the server (its error frame), or one that can no longer be delivered. */
 export class ClasswireError extends Error {
@@ -98,6 +102,7 @@ export class ClasswireClient {
     this.lastSeq = 0;
     this.lastEid = "";
     this.lagMs = null;
+    this.behind = null; // events the server had that this client had not applied, at the last telemetry ping
     this.status = "idle";
     this.ended = false;
     this.stats = { applied: 0, replayed: 0, duplicates: 0, syncs: 0, gapSyncs: 0, divergences: 0, resets: 0, resends: 0, reconnects: 0 };
@@ -303,12 +308,20 @@ export class ClasswireClient {
 
   _armPing() {
     this._clear("ping");
+    const telemetry = this.options.telemetryIntervalMs > 0;
+    const interval = telemetry
+      ? Math.min(this.options.pingIntervalMs, this.options.telemetryIntervalMs)
+      : this.options.pingIntervalMs;
     this._timers.ping = this._setTimeout(() => {
-      const frame = { action: "ping", seq: this.lastSeq };
-      if (this.lagMs !== null) frame.lagMs = Math.round(this.lagMs);
+      // A bare ping costs the server no Redis call; one with `seq` is recorded for `who` and the metrics.
+      const frame = { action: "ping" };
+      if (telemetry) {
+        frame.seq = this.lastSeq;
+        if (this.lagMs !== null) frame.lagMs = Math.min(MAX_LAG_MS, Math.round(this.lagMs));
+      }
       this._sendFrame(frame);
       this._armPing();
-    }, this.options.pingIntervalMs);
+    }, interval);
   }
 
   _sendFrame(frame) {
@@ -351,8 +364,11 @@ export class ClasswireClient {
       case "error":
         this._onErrorFrame(frame);
         return;
+      case "pong":
+        if (Number.isInteger(frame.behind)) this.behind = frame.behind;
+        return;
       default:
-        return; // pong and anything newer
+        return; // anything newer
     }
   }
 

@@ -475,18 +475,48 @@ describe("connection", () => {
     assert.equal(calls, 2);
   });
 
-  it("pings before the idle timeout with the last applied seq and the smoothed lag", async () => {
-    const h = harness({ pingIntervalMs: 60_000 });
+  it("pings every telemetryIntervalMs with the last applied seq and the smoothed lag", async () => {
+    const h = harness({ telemetryIntervalMs: 30_000 });
     const ws = await h.connected();
     ws.deliver(event(1, { ts: h.clock.t - 100 }));
     ws.deliver(event(2, { ts: h.clock.t - 200 }));
-    await h.clock.advance(59_999);
+    await h.clock.advance(29_999);
     assert.equal(ws.frames("ping").length, 0);
     await h.clock.advance(1);
     assert.deepEqual(ws.frames("ping"), [{ action: "ping", seq: 2, lagMs: 120 }]);
-    await h.clock.advance(60_000);
+    assert.equal(h.client.behind, null);
+    ws.deliver({ type: "pong", ts: 5, behind: 3 });
+    assert.equal(h.client.behind, 3);
+    await h.clock.advance(30_000);
     assert.equal(ws.frames("ping").length, 2);
+  });
+
+  it("keeps the keep-alive interval when it is shorter than the telemetry interval", async () => {
+    const h = harness({ pingIntervalMs: 20_000, telemetryIntervalMs: 30_000 });
+    const ws = await h.connected();
+    await h.clock.advance(20_000);
+    // No live event measured yet: the ping carries seq but no lagMs.
+    assert.deepEqual(ws.frames("ping"), [{ action: "ping", seq: 0 }]);
+  });
+
+  it("sends bare keep-alive pings, which cost the server no Redis call, when telemetry is off", async () => {
+    const h = harness({ pingIntervalMs: 60_000, telemetryIntervalMs: 0 });
+    const ws = await h.connected();
+    ws.deliver(event(1, { ts: h.clock.t - 100 }));
+    await h.clock.advance(59_999);
+    assert.equal(ws.frames("ping").length, 0);
+    await h.clock.advance(1);
+    assert.deepEqual(ws.frames("ping"), [{ action: "ping" }]);
     ws.deliver({ type: "pong", ts: 5 });
+    assert.equal(h.client.behind, null);
+  });
+
+  it("caps a lag from a broken clock at what the server accepts", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    ws.deliver(event(1, { ts: h.clock.t - 10 * 24 * 3600 * 1000 }));
+    await h.clock.advance(30_000);
+    assert.deepEqual(ws.frames("ping"), [{ action: "ping", seq: 1, lagMs: 24 * 3600 * 1000 }]);
   });
 
   it("ignores empty, non-JSON and non-object frames", async () => {

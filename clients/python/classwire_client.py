@@ -27,6 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 log = logging.getLogger("classwire.client")
+MAX_LAG_MS = 24 * 3600 * 1000  # the server refuses a larger lagMs (a broken clock, not a lag)
 
 
 class Refused(Exception):
@@ -74,7 +75,10 @@ class ClasswireClient:
     on_reset: Callable[[], None] | None = None
     gap_timeout: float = 0.3
     ack_timeout: float = 10.0
-    ping_interval: float = 300.0
+    ping_interval: float = 300.0  # keep-alive: API Gateway closes a connection idle for 10 minutes
+    # Pings carry delivery telemetry (last applied seq, smoothed lag) this often, which also keeps the
+    # connection alive; each costs a message, an invocation and a Redis round trip. None: bare keep-alives.
+    telemetry_interval: float | None = 30.0
     backoff_base: float = 0.1
     backoff_cap: float = 10.0
     keep_events: bool = True
@@ -83,7 +87,8 @@ class ClasswireClient:
     events: list[dict] = field(default_factory=list)  # applied persistent events, in seq order
     last_seq: int = 0
     last_eid: str = ""
-    lag_ms: float = 0.0
+    lag_ms: float | None = None  # smoothed (receive time - event ts) of live events; None until measured
+    behind: int | None = None  # events this client had not applied, per the last telemetry pong
     ended: bool = False
 
     def __post_init__(self) -> None:
@@ -109,7 +114,9 @@ class ClasswireClient:
         await asyncio.wait_for(self._first_connect, timeout)
         return self
 
-    async def send(self, event: str, data: object, *, persistent: bool = True, id: str | None = None) -> dict | None:
+    async def send(
+        self, event: str, data: object, *, persistent: bool = True, id: str | None = None
+    ) -> dict | None:
         """Publishes an event; for persistent ones, returns the acknowledged event (with its seq)."""
         client_id = id or next(self._ids)
         if not persistent:
@@ -178,7 +185,9 @@ class ClasswireClient:
         while not self._closing and not self.ended:
             query = urlencode({"token": self.token, "classroom": self.classroom})
             try:
-                async with connect(f"{self.url}?{query}", open_timeout=10, max_size=2**20, ping_interval=None) as ws:
+                async with connect(
+                    f"{self.url}?{query}", open_timeout=10, max_size=2**20, ping_interval=None
+                ) as ws:
                     self._ws = ws
                     attempt = 0
                     self._connected.set()
@@ -219,9 +228,22 @@ class ClasswireClient:
             self._first_connect.set_exception(error)
 
     async def _ping_loop(self) -> None:
+        telemetry = bool(self.telemetry_interval)
+        interval = min(self.ping_interval, self.telemetry_interval) if telemetry else self.ping_interval
         while True:
-            await asyncio.sleep(self.ping_interval)
-            await self._send_frame(action="ping", seq=self.last_seq, lagMs=int(self.lag_ms))
+            await asyncio.sleep(interval)
+            if telemetry:
+                await self.report_telemetry()
+            else:
+                await self._send_frame(action="ping")  # a bare ping costs the server no Redis call
+
+    async def report_telemetry(self) -> None:
+        """Sends a ping carrying this client's last applied seq and smoothed lag (the server answers with
+        how far behind that is, kept in `behind`)."""
+        frame: dict[str, object] = {"seq": self.last_seq}
+        if self.lag_ms is not None:
+            frame["lagMs"] = min(MAX_LAG_MS, round(self.lag_ms))
+        await self._send_frame(action="ping", **frame)
 
     async def _send_frame(self, **frame: object) -> None:
         ws = self._ws
@@ -286,7 +308,8 @@ class ClasswireClient:
                 if self.on_volatile:
                     self.on_volatile(frame)
                 return
-            self.lag_ms = 0.8 * self.lag_ms + 0.2 * max(0, time.time() * 1000 - frame.get("ts", 0))
+            sample = max(0.0, time.time() * 1000 - frame.get("ts", 0))
+            self.lag_ms = sample if self.lag_ms is None else 0.8 * self.lag_ms + 0.2 * sample
             await self._acknowledge(frame)
             await self._accept(frame, replay=False)
         elif kind == "sync":
@@ -296,6 +319,8 @@ class ClasswireClient:
                 self._roster.set_result(frame)
         elif kind == "error":
             await self._refuse(frame)
+        elif kind == "pong" and isinstance(frame.get("behind"), int):
+            self.behind = frame["behind"]
 
     async def _accept(self, event: dict, replay: bool) -> None:
         seq, eid = event["seq"], event.get("eid", "")

@@ -123,7 +123,7 @@ class ClassroomService:
             )
         if result.status == "duplicate":
             # An idempotent resend: the original event again, to the sender only.
-            self.metric("DuplicateSends", "Count", 1)
+            self.metric("Resends", "Count", 1)
             return result.original_frame or None
         assert result.published is not None
         published = result.published
@@ -154,6 +154,9 @@ class ClassroomService:
         if page.reset:
             self.metric("SyncResets", "Count", 1)
         self.metric("SyncEvents", "Count", len(page.frames))
+        if request.since > 0:
+            # A client that already held events is catching up (gap, reconnect, divergence).
+            self.metric("Replays", "Count", len(page.frames))
         return (
             f'{{"type":"sync","events":[{",".join(page.frames)}],"last":{page.last},'
             f'"more":{_bool(page.more)},"reset":{_bool(page.reset)}}}'
@@ -169,9 +172,15 @@ class ClassroomService:
                     "role": info["role"],
                     "name": info.get("name", ""),
                     "connections": 0,
+                    "lagMs": None,
+                    "behind": None,
                 },
             )
             entry["connections"] += 1
+            # A user's lag is that of its worst connection with fresh telemetry.
+            for name in ("lagMs", "behind"):
+                if info.get(name) is not None:
+                    entry[name] = max(info[name], entry[name] or 0)
         # Paged by userId so a 1,000-member lecture's roster still fits API Gateway's frame limit.
         members, size, more = [], 0, False
         for user_id in sorted(u for u in users if u > request.after):
@@ -187,7 +196,16 @@ class ClassroomService:
         return compact_json(reply)
 
     def _pong(self, member: Member, request: Ping) -> str:
-        return compact_json({"type": "pong", "ts": self.clock_ms()})
+        if request.seq is None:
+            return compact_json({"type": "pong", "ts": self.clock_ms()})  # a bare keep-alive: no Redis
+        report = self.store.report(member, request.seq, request.lag_ms)
+        if report is None:  # no longer a member: nothing to measure against
+            return compact_json({"type": "pong", "ts": self.clock_ms()})
+        if request.lag_ms is not None:
+            self.metric("MemberLagMs", "Milliseconds", request.lag_ms)
+        # 0 or 1 per report: Sum counts the members behind, Average is the fraction behind.
+        self.metric("MembersBehind", "Count", 1 if report.behind > 0 else 0)
+        return compact_json({"type": "pong", "ts": self.clock_ms(), "behind": report.behind})
 
     # -- fan-out ---------------------------------------------------------------------------------
     def deliver(self, classroom_id: str, published: Published, exclude: str | None = None) -> None:
@@ -212,7 +230,7 @@ class ClassroomService:
             if not gone:
                 return
             self.metric("GonePruned", "Count", len(gone))
-            published = self.store.leave(classroom_id, sorted(gone))
+            published = self.store.prune_gone(classroom_id, sorted(gone))
 
     def close_connections(self, classroom_id: str, connection_ids: Sequence[str]) -> None:
         # Concurrently; a connection already gone counts as closed, and a failure is not retried here.

@@ -8,6 +8,8 @@
 --   cw:{c}:log       STREAM id "<seq>-0", fields f (the event frame), e (eid), t (ms)
 --   cw:{c}:idem:<userId>:<id>  STRING "<seq>" for idempotent resends
 --   cw:{c}:rate:<connectionId> HASH  token bucket (tokens, ts)
+--   cw:{c}:lag       HASH  connectionId -> "<seq>:<lagMs>:<ts>:<behind>", the member's last telemetry report
+--                          (lagMs '' when the client had none; behind = the classroom's last seq - seq then)
 -- Every event carries its own eid and its predecessor's (prev), so a client holding an event that a
 -- failover lost sees a chain that does not link and resyncs instead of silently diverging.
 
@@ -65,6 +67,7 @@ local function remove_member(c, conn, nonce, ts, clock, max_events, max_age_ms)
   local info_json = redis.call('HGET', key(c, 'info'), conn)
   redis.call('ZREM', key(c, 'members'), conn)
   redis.call('DEL', key(c, 'rate:' .. conn))
+  redis.call('HDEL', key(c, 'lag'), conn)
   if not info_json then return nil end
   redis.call('HDEL', key(c, 'info'), conn)
   local head, user = member_head(info_json)
@@ -111,14 +114,20 @@ end
 return {frames, members(c)}
 
 --@script leave
--- ARGV: classroom, nonce, max_events, max_age_ms, connectionId...
+-- ARGV: classroom, nonce, max_events, max_age_ms, ttl ms, grace ms, connectionId...
+-- With a grace (pruning after a 410), a connection that joined less than `grace` ago stays: its $connect
+-- may still be running, and a connection is not open, so a post to it fails as gone, until that returns.
 local c, nonce = ARGV[1], ARGV[2]
 local max_events, max_age_ms = limits(3)
+local ttl, grace = tonumber(ARGV[5]), tonumber(ARGV[6])
 local ts, clock = now_ms()
 local frames = {}
-for i = 5, #ARGV do
-  local frame = remove_member(c, ARGV[i], nonce, ts, clock, max_events, max_age_ms)
-  if frame then table.insert(frames, frame) end
+for i = 7, #ARGV do
+  local expiry = tonumber(redis.call('ZSCORE', key(c, 'members'), ARGV[i]) or 0)
+  if grace == 0 or expiry - ttl <= ts - grace then
+    local frame = remove_member(c, ARGV[i], nonce, ts, clock, max_events, max_age_ms)
+    if frame then table.insert(frames, frame) end
+  end
 end
 prune_expired(c, frames, nonce, ts, clock, max_events, max_age_ms)
 return {frames, members(c)}
@@ -197,9 +206,24 @@ if reset and #frames == 0 then included = last end
 return {reset and 1 or 0, included, more and 1 or 0, frames}
 
 --@script roster
--- ARGV: classroom. Returns the info JSON of every live connection.
+-- ARGV: classroom. Returns the server time, then the info JSON and the telemetry of every live connection.
 local c = ARGV[1]
 local ts = now_ms()
 local live = redis.call('ZRANGEBYSCORE', key(c, 'members'), '(' .. ts, '+inf')
-if #live == 0 then return {} end
-return redis.call('HMGET', key(c, 'info'), unpack(live))
+if #live == 0 then return {ts, {}, {}} end
+return {ts, redis.call('HMGET', key(c, 'info'), unpack(live)), redis.call('HMGET', key(c, 'lag'), unpack(live))}
+
+--@script report
+-- ARGV: classroom, connectionId, seq, lagMs ('' when unknown), ttl ms.
+-- Records a member's telemetry (piggybacked on its ping); returns {1, last seq} or {0, last seq} for a
+-- connection that is no longer a member (nothing recorded, so a pruned connection leaves no trace).
+local c, conn, seq, lag, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local ts = now_ms()
+local last = tonumber(redis.call('HGET', key(c, 'meta'), 'seq') or '0')
+local score = redis.call('ZSCORE', key(c, 'members'), conn)
+if not score or tonumber(score) <= ts then return {0, last} end
+-- A client ahead of the log (it holds events a failover lost) is not behind; its next sync resets it.
+local behind = math.max(0, last - seq)
+redis.call('HSET', key(c, 'lag'), conn, ARGV[3] .. ':' .. lag .. ':' .. string.format('%d:%d', ts, behind))
+redis.call('PEXPIRE', key(c, 'lag'), ttl)
+return {1, last}

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import redis
 
-from classwire.settings import CONNECTION_TTL_SECONDS, IDEMPOTENCY_WINDOW_SECONDS, Limits
+from classwire.settings import (
+    CONNECTING_GRACE_SECONDS,
+    CONNECTION_TTL_SECONDS,
+    IDEMPOTENCY_WINDOW_SECONDS,
+    TELEMETRY_FRESH_SECONDS,
+    Limits,
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,14 @@ class SyncPage:
     reset: bool
 
 
+@dataclass(frozen=True)
+class Report:
+    """A recorded telemetry report: the classroom's last seq then, and how far behind it the member was."""
+
+    last: int
+    behind: int
+
+
 class ClassroomStore:
     def __init__(self, client: redis.Redis, limits: Limits):
         self._redis = client
@@ -83,10 +97,28 @@ class ClassroomStore:
 
     def leave(self, classroom_id: str, connection_ids: list[str]) -> Published:
         """Removes connections (closed or gone); each one still present yields a leave event."""
-        frames, conns = self._run("leave", classroom_id, _nonce(), *self._retention(), *connection_ids)
+        return self._leave(classroom_id, connection_ids, grace_ms=0)
+
+    def prune_gone(self, classroom_id: str, connection_ids: list[str]) -> Published:
+        """`leave` for connections a fan-out found gone (410), except those that joined within the grace:
+        their $connect may still be running, and until it returns API Gateway answers 410 for them too."""
+        return self._leave(classroom_id, connection_ids, grace_ms=CONNECTING_GRACE_SECONDS * 1000)
+
+    def _leave(self, classroom_id: str, connection_ids: list[str], grace_ms: int) -> Published:
+        frames, conns = self._run(
+            "leave",
+            classroom_id,
+            _nonce(),
+            *self._retention(),
+            CONNECTION_TTL_SECONDS * 1000,
+            grace_ms,
+            *connection_ids,
+        )
         return Published(_texts(frames), _texts(conns))
 
-    def publish(self, sender: Member, client_id: str, event: str, data_json: str, persistent: bool) -> PublishResult:
+    def publish(
+        self, sender: Member, client_id: str, event: str, data_json: str, persistent: bool
+    ) -> PublishResult:
         reply = self._run(
             "publish",
             sender.classroom_id,
@@ -107,7 +139,9 @@ class ClassroomStore:
         status = _text(reply[0])
         if status == "ok":
             _, seq, frames, conns, server_ms = reply
-            return PublishResult("ok", int(seq), Published(_texts(frames), _texts(conns)), server_ms=int(server_ms))
+            return PublishResult(
+                "ok", int(seq), Published(_texts(frames), _texts(conns)), server_ms=int(server_ms)
+            )
         if status == "duplicate":
             return PublishResult("duplicate", int(reply[1]), original_frame=_text(reply[2]))
         if status == "rate_limited":
@@ -118,9 +152,38 @@ class ClassroomStore:
         reset, last, more, frames = self._run("sync", classroom_id, since, since_eid, limit, budget_bytes)
         return SyncPage(_texts(frames), int(last), bool(more), bool(reset))
 
+    def report(self, member: Member, seq: int, lag_ms: int | None) -> Report | None:
+        """Records a member's telemetry (last applied seq, measured lag); None if no longer a member."""
+        recorded, last = self._run(
+            "report",
+            member.classroom_id,
+            member.connection_id,
+            seq,
+            "" if lag_ms is None else lag_ms,
+            CONNECTION_TTL_SECONDS * 1000,
+        )
+        if not recorded:
+            return None
+        return Report(int(last), max(0, int(last) - seq))
+
     def roster(self, classroom_id: str) -> list[dict]:
-        """Live connections' {userId, role, name, connectedAt}, one entry per connection."""
-        return [json.loads(info) for info in self._run("roster", classroom_id) if info]
+        """Live connections' {userId, role, name, connectedAt, lagMs, behind}, one entry per connection;
+        lagMs and behind are None unless the connection reported telemetry recently."""
+        now_ms, infos, reports = self._run("roster", classroom_id)
+        fresh_after = int(now_ms) - TELEMETRY_FRESH_SECONDS * 1000
+        connections = []
+        for info, report in zip(infos, reports):
+            if not info:
+                continue
+            entry = json.loads(info)
+            entry["lagMs"] = entry["behind"] = None
+            if report:
+                _, lag, at, behind = _text(report).split(":")
+                if int(at) >= fresh_after:
+                    entry["lagMs"] = int(lag) if lag else None
+                    entry["behind"] = int(behind)
+            connections.append(entry)
+        return connections
 
     def _retention(self) -> tuple[int, int]:
         return self._limits.log_max_events, self._limits.log_max_age_seconds * 1000

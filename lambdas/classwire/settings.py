@@ -13,8 +13,15 @@ from dataclasses import dataclass, field
 
 # API Gateway closes a connection after 2 hours; records outlive that so a live one is never expired.
 CONNECTION_TTL_SECONDS = 3 * 3600
+# A connection is not open until $connect returns (at most API Gateway's 29 s integration timeout after
+# its join), and a post to it until then fails as gone: a 410 that soon after the join proves nothing.
+CONNECTING_GRACE_SECONDS = 30
 # A resend with the same sender and id within this window yields the original event.
 IDEMPOTENCY_WINDOW_SECONDS = 15 * 60
+# Clients piggyback delivery telemetry on a ping this often (the client libraries' default); a report
+# older than two intervals is stale, so a member whose client stopped reporting shows as unknown.
+TELEMETRY_INTERVAL_SECONDS = 30
+TELEMETRY_FRESH_SECONDS = 2 * TELEMETRY_INTERVAL_SECONDS
 # API Gateway's WebSocket frame limit is 32 KB; replies stay below it with room for the envelope.
 FRAME_LIMIT_BYTES = 32 * 1024
 ROLES = ("teacher", "student")
@@ -34,7 +41,9 @@ class Limits:
 
     def validate(self) -> None:
         if not 1 <= self.max_data_bytes <= FRAME_LIMIT_BYTES // 2:
-            raise SettingsError(f"max_data_bytes must be 1..{FRAME_LIMIT_BYTES // 2}, got {self.max_data_bytes}")
+            raise SettingsError(
+                f"max_data_bytes must be 1..{FRAME_LIMIT_BYTES // 2}, got {self.max_data_bytes}"
+            )
         if self.rate_per_second <= 0 or self.rate_burst < 1:
             raise SettingsError("rate_per_second must be > 0 and rate_burst >= 1")
         if self.log_max_events < 1 or self.log_max_age_seconds < 60:
@@ -60,7 +69,13 @@ class JwtSettings:
         if symmetric and asymmetric:
             # Mixing them is what makes algorithm-confusion attacks possible.
             raise SettingsError("jwt algorithms must be all HMAC or all public-key, not both")
-        if symmetric - {"HS256", "HS384", "HS512"} or asymmetric - {"RS256", "ES256", "RS384", "ES384", "PS256"}:
+        if symmetric - {"HS256", "HS384", "HS512"} or asymmetric - {
+            "RS256",
+            "ES256",
+            "RS384",
+            "ES384",
+            "PS256",
+        }:
             raise SettingsError(f"unsupported jwt algorithms: {self.algorithms}")
         if symmetric and not self.secret_arn:
             raise SettingsError("HMAC jwt algorithms need secret_arn")

@@ -19,6 +19,9 @@ const CURSOR_INTERVAL_MS = 50; // at most 20 cursor events a second
 const CURSOR_TTL_MS = 3000;
 const ERASER_WIDTH = 0.03;
 const DEFAULT_COLOR = "#1f2937";
+// The teacher's roster refreshes this often to show who is behind (`who` carries each member's telemetry,
+// which clients report every 30 s).
+const ROSTER_REFRESH_MS = 30_000;
 
 const $ = (testId) => document.querySelector(`[data-testid="${testId}"]`);
 
@@ -44,7 +47,7 @@ function guestId() {
 const board = { ops: [] }; // strokes and erases since the last clear, in seq order
 const chat = []; // {seq, from, name, role, text, ts}
 const applied = []; // {seq, event, from} since the last reset (for tests and debugging)
-const roster = new Map(); // userId -> {userId, name, role, connections}
+const roster = new Map(); // userId -> {userId, name, role, connections, lagMs, behind}
 const pending = new Map(); // client id -> {kind, ...data} of own strokes/chat not yet in the log
 const cursors = new Map(); // userId -> {x, y, name, at}
 let tool = { mode: "pen", color: DEFAULT_COLOR, width: 0.006 };
@@ -321,7 +324,8 @@ $("chat-form").addEventListener("submit", (event) => {
 function updateMember(event) {
   const connections = Number(event.data?.connections) || 0;
   if (connections > 0) {
-    roster.set(event.from, { userId: event.from, name: event.name || event.from, role: event.role, connections });
+    const known = roster.get(event.from) ?? { lagMs: null, behind: null };
+    roster.set(event.from, { ...known, userId: event.from, name: event.name || event.from, role: event.role, connections });
   } else {
     roster.delete(event.from);
   }
@@ -338,11 +342,21 @@ function renderRoster() {
       const role = document.createElement("span");
       role.className = "role";
       role.textContent = member.connections > 1 ? `${member.role} ×${member.connections}` : member.role;
+      if (member.behind > 0) {
+        li.classList.add("lagging");
+        role.textContent += ` · ${member.behind} behind`;
+        if (member.lagMs !== null) role.title = `delivery lag ${member.lagMs} ms`;
+      }
       li.append(document.createTextNode(member.name || member.userId), role);
       return li;
     });
   $("roster").replaceChildren(...items);
   $("roster-count").textContent = String(roster.size);
+  // Only the teacher is told; `behind` is null for a member whose client has not reported lately.
+  const behind = [...roster.values()].filter((m) => m.role === "student" && m.behind > 0).length;
+  const notice = $("behind");
+  notice.hidden = me.role !== "teacher" || behind === 0;
+  notice.textContent = behind === 1 ? "1 student is behind" : `${behind} students are behind`;
 }
 
 async function refreshRoster() {
@@ -355,6 +369,8 @@ async function refreshRoster() {
     /* disconnected or ended: the next `live` refreshes it */
   }
 }
+// The teacher's page re-reads the roster (one `who` round trip) to see who is behind.
+if (me.role === "teacher") setInterval(() => client?.status === "live" && refreshRoster(), ROSTER_REFRESH_MS);
 
 // -- toolbar ----------------------------------------------------------------------------------------
 for (const button of document.querySelectorAll("[data-tool]")) {

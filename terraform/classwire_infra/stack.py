@@ -1,8 +1,8 @@
 """ClasswireStack: the whole system of one environment, wired in the order a request meets it.
 
-    browser ─wss─▶ WebSocketApi ─▶ Functions (in the Network's private subnets) ─▶ Cache
-                                        └─ @connections through the Network's NAT
-    Observability watches all of it; Encryption's key encrypts its logs, secret, topic and cache.
+browser ─wss─▶ WebSocketApi ─▶ Functions (in the Network's private subnets) ─▶ Cache
+                                    └─ @connections through the Network's NAT
+Observability watches all of it; Encryption's key encrypts its logs, secret, topic and cache.
 """
 
 from __future__ import annotations
@@ -30,8 +30,20 @@ from .websocket_api import WebSocketApi
 # The hashicorp/aws provider line this stack is written against (the machine's mirror has 5.100).
 AWS_PROVIDER_VERSION = "~> 5.99"
 # Every service the stack calls, pointed at the emulator when there is one.
-EMULATED_SERVICES = ("apigatewayv2", "cloudwatch", "ec2", "elasticache", "iam", "kms", "lambda_", "logs",
-                     "secretsmanager", "sns", "sts", "s3")
+EMULATED_SERVICES = (
+    "apigatewayv2",
+    "cloudwatch",
+    "ec2",
+    "elasticache",
+    "iam",
+    "kms",
+    "lambda_",
+    "logs",
+    "secretsmanager",
+    "sns",
+    "sts",
+    "s3",
+)
 
 
 class ClasswireStack(TerraformStack):
@@ -48,22 +60,43 @@ class ClasswireStack(TerraformStack):
         partition = DataAwsPartition(self, "partition").partition
         prefix = config.prefix
 
-        encryption = Encryption(self, "encryption", prefix=prefix, region=config.region, account_id=account_id,
-                                partition=partition)
+        encryption = Encryption(
+            self,
+            "encryption",
+            prefix=prefix,
+            region=config.region,
+            account_id=account_id,
+            partition=partition,
+        )
         network = Network(
-            self, "network", prefix=prefix, availability_zones=config.availability_zones,
-            vpc_cidr=config.vpc_cidr, private_subnet_cidrs=config.private_subnet_cidrs(),
-            public_subnet_cidrs=config.public_subnet_cidrs(), nat_mode=config.nat_mode,
-            log_retention_days=config.log_retention_days, kms_key_arn=encryption.key_arn,
+            self,
+            "network",
+            prefix=prefix,
+            availability_zones=config.availability_zones,
+            vpc_cidr=config.vpc_cidr,
+            private_subnet_cidrs=config.private_subnet_cidrs(),
+            public_subnet_cidrs=config.public_subnet_cidrs(),
+            nat_mode=config.nat_mode,
+            log_retention_days=config.log_retention_days,
+            kms_key_arn=encryption.key_arn,
         )
         cache = Cache(
-            self, "cache", prefix=prefix, vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
-            availability_zones=config.availability_zones, node_type=config.redis_node_type,
-            replicas=config.redis_replicas, automatic_failover=config.redis_automatic_failover,
-            engine_version=config.redis_engine_version, parameter_family=config.redis_parameter_family,
+            self,
+            "cache",
+            prefix=prefix,
+            vpc_id=network.vpc_id,
+            subnet_ids=network.private_subnet_ids,
+            availability_zones=config.availability_zones,
+            node_type=config.redis_node_type,
+            replicas=config.redis_replicas,
+            automatic_failover=config.redis_automatic_failover,
+            engine_version=config.redis_engine_version,
+            parameter_family=config.redis_parameter_family,
             snapshot_retention_days=config.redis_snapshot_retention_days,
-            snapshot_window=config.redis_snapshot_window, maintenance_window=config.redis_maintenance_window,
-            iam_auth=config.redis_iam_auth, kms_key_arn=encryption.key_arn,
+            snapshot_window=config.redis_snapshot_window,
+            maintenance_window=config.redis_maintenance_window,
+            iam_auth=config.redis_iam_auth,
+            kms_key_arn=encryption.key_arn,
         )
 
         # HMAC keys live in Secrets Manager. The stack creates the secret without a value: the identity
@@ -71,7 +104,10 @@ class ClasswireStack(TerraformStack):
         jwt_secret_arn: str | None = None
         if config.jwt_uses_secret:
             jwt_secret_arn = SecretsmanagerSecret(
-                self, "jwt_secret", name=config.jwt_secret_name, kms_key_id=encryption.key_arn,
+                self,
+                "jwt_secret",
+                name=config.jwt_secret_name,
+                kms_key_id=encryption.key_arn,
                 description=f"{prefix}: the HMAC key the authorizer verifies tokens with (value set outside Terraform)",
                 recovery_window_in_days=config.jwt_secret_recovery_days,
             ).arn
@@ -89,31 +125,56 @@ class ClasswireStack(TerraformStack):
             log_level=config.log_level,
         ).validate()
         functions = Functions(
-            self, "functions", prefix=prefix, code=code, runtime=config.lambda_runtime,
-            architecture=config.lambda_architecture, memory_mb=config.lambda_memory_mb,
-            timeout_seconds=config.lambda_timeout_seconds, log_retention_days=config.log_retention_days,
-            kms_key_arn=encryption.key_arn, vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
-            redis_client_security_group_id=cache.client_security_group_id, settings=settings,
+            self,
+            "functions",
+            prefix=prefix,
+            code=code,
+            runtime=config.lambda_runtime,
+            architecture=config.lambda_architecture,
+            memory_mb=config.lambda_memory_mb,
+            timeout_seconds=config.lambda_timeout_seconds,
+            log_retention_days=config.log_retention_days,
+            kms_key_arn=encryption.key_arn,
+            vpc_id=network.vpc_id,
+            subnet_ids=network.private_subnet_ids,
+            redis_client_security_group_id=cache.client_security_group_id,
+            settings=settings,
             redis_connect_arns=[cache.replication_group_arn, cache.user_arn] if cache.user_arn else [],
             jwt_secret_arn=jwt_secret_arn,
         )
         api = WebSocketApi(
-            self, "websocket_api", prefix=prefix, region=config.region, functions=functions.functions,
-            stage_name=config.stage_name, throttling_rate_limit=config.throttling_rate_limit,
-            throttling_burst_limit=config.throttling_burst_limit, log_retention_days=config.log_retention_days,
+            self,
+            "websocket_api",
+            prefix=prefix,
+            region=config.region,
+            functions=functions.functions,
+            stage_name=config.stage_name,
+            throttling_rate_limit=config.throttling_rate_limit,
+            throttling_burst_limit=config.throttling_burst_limit,
+            log_retention_days=config.log_retention_days,
             kms_key_arn=encryption.key_arn,
             custom_domain_name=config.custom_domain.domain_name if config.custom_domain else None,
-            custom_domain_certificate_arn=config.custom_domain.certificate_arn if config.custom_domain else None,
+            custom_domain_certificate_arn=config.custom_domain.certificate_arn
+            if config.custom_domain
+            else None,
         )
         functions.allow_connection_management(api_execution_arn=api.execution_arn, stage=api.stage_name)
         functions.use_management_endpoint(api.management_endpoint)
 
         Observability(
-            self, "observability", prefix=prefix, region=config.region, api_id=api.api_id,
+            self,
+            "observability",
+            prefix=prefix,
+            region=config.region,
+            api_id=api.api_id,
             stage_name=api.stage_name,
             function_names={name: fn.function_name for name, fn in functions.functions.items()},
-            cache_member_ids=cache.member_cluster_ids, nat_gateway_ids=network.nat_gateway_ids,
-            kms_key_id=encryption.key_id, alarm_email=config.alarm_email,
+            cache_member_ids=cache.member_cluster_ids,
+            nat_gateway_ids=network.nat_gateway_ids,
+            metrics_namespace=settings.metrics_namespace,
+            service_name=settings.service_name,
+            kms_key_id=encryption.key_id,
+            alarm_email=config.alarm_email,
         )
 
         TerraformOutput(self, "websocket_url", value=api.websocket_url)
@@ -121,27 +182,36 @@ class ClasswireStack(TerraformStack):
         TerraformOutput(self, "api_id", value=api.api_id)
         TerraformOutput(self, "stage", value=api.stage_name)
         TerraformOutput(self, "region", value=config.region)
-        TerraformOutput(self, "function_names",
-                        value={name: fn.function_name for name, fn in functions.functions.items()})
+        TerraformOutput(
+            self, "function_names", value={name: fn.function_name for name, fn in functions.functions.items()}
+        )
         TerraformOutput(self, "redis_endpoint", value=cache.primary_endpoint)
         TerraformOutput(self, "jwt_secret_arn", value=jwt_secret_arn or "")
         if api.custom_domain_target:
             TerraformOutput(self, "custom_domain_target", value=api.custom_domain_target)
 
     def _provider(self, config: EnvConfig) -> None:
-        tags = AwsProviderDefaultTags(tags={"project": PROJECT, "environment": config.name, "managed-by": "cdktf"})
+        tags = AwsProviderDefaultTags(
+            tags={"project": PROJECT, "environment": config.name, "managed-by": "cdktf"}
+        )
         if config.aws_endpoint is None:
             AwsProvider(self, "aws", region=config.region, default_tags=[tags])
             return
         endpoint = config.aws_endpoint.rstrip("/")
         AwsProvider(
-            self, "aws", region=config.region, default_tags=[tags],
+            self,
+            "aws",
+            region=config.region,
+            default_tags=[tags],
             # The emulator accepts any credentials; these are moto's documented test values.
-            access_key="testing", secret_key="testing",
+            access_key="testing",
+            secret_key="testing",
             # The account id is asked of the emulator's STS (moto's 123456789012): skipping that leaves the
             # provider without one, so ARNs it builds (the API's execution_arn) lack the account and a rule
             # that references a security group reads back as a cross-account "123456789012/sg-..." change.
-            skip_credentials_validation=True, skip_requesting_account_id=False, skip_metadata_api_check="true",
+            skip_credentials_validation=True,
+            skip_requesting_account_id=False,
+            skip_metadata_api_check="true",
             s3_use_path_style=True,
             endpoints=[AwsProviderEndpoints(**{service: endpoint for service in EMULATED_SERVICES})],
         )

@@ -9,8 +9,8 @@ import time
 import pytest
 import redis
 
-from classwire.classroom_store import ClassroomStore, Member
-from classwire.settings import Limits
+from classwire.classroom_store import ClassroomStore, Member, Report
+from classwire.settings import CONNECTION_TTL_SECONDS, TELEMETRY_FRESH_SECONDS, Limits
 
 
 def member(n: int, room: str = "room-1", role: str = "student") -> Member:
@@ -220,3 +220,75 @@ def _calls(client: redis.Redis) -> int:
     # commandstats counts commands executed inside scripts too; count the client's calls instead.
     stats = client.info("commandstats")
     return sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+# -- delivery telemetry ------------------------------------------------------------------------------------
+
+
+def test_a_report_records_how_far_behind_a_member_is_and_the_roster_shows_it(store, redis_client):
+    teacher, behind, quiet = member(0, role="teacher"), member(1), member(2)
+    for m in (teacher, behind, quiet):
+        store.join(m, 0)
+    for n in range(3):
+        store.publish(teacher, f"m{n}", "chat", "1", True)
+    last = 6  # three joins, three chats
+    assert store.report(behind, last - 2, 340) == Report(last, 2)
+    assert store.report(teacher, last, None) == Report(last, 0)
+    roster = {m["userId"]: (m["lagMs"], m["behind"]) for m in store.roster("room-1")}
+    assert roster == {"user-0": (None, 0), "user-1": (340, 2), "user-2": (None, None)}
+    # The telemetry hash lives as long as the connections it describes.
+    assert 0 < redis_client.pttl("cw:{room-1}:lag") <= CONNECTION_TTL_SECONDS * 1000
+
+
+def test_a_client_ahead_of_the_log_is_not_behind(store):
+    alice = member(1)
+    store.join(alice, 0)
+    # It holds events a failover lost; its next sync resets it.
+    assert store.report(alice, 99, 10) == Report(1, 0)
+
+
+def test_stale_telemetry_is_ignored(store, redis_client):
+    alice = member(1)
+    store.join(alice, 0)
+    store.report(alice, 0, 500)
+    (recorded,) = redis_client.hvals("cw:{room-1}:lag")
+    seq, lag, at, behind = recorded.decode().split(":")
+    stale_at = int(at) - TELEMETRY_FRESH_SECONDS * 1000 - 1
+    redis_client.hset("cw:{room-1}:lag", alice.connection_id, f"{seq}:{lag}:{stale_at}:{behind}")
+    (entry,) = store.roster("room-1")
+    assert (entry["lagMs"], entry["behind"]) == (None, None)
+
+
+def test_telemetry_is_removed_with_the_member_on_leave_and_prune(store, redis_client):
+    alice, bob = member(1), member(2)
+    store.join(alice, 0)
+    store.join(bob, 0)
+    store.report(alice, 2, 10)
+    store.report(bob, 2, 10)
+    store.leave("room-1", [alice.connection_id])
+    assert redis_client.hkeys("cw:{room-1}:lag") == [bob.connection_id.encode()]
+    # Bob vanished without $disconnect; the next operation that prunes removes his telemetry too.
+    redis_client.zadd("cw:{room-1}:members", {bob.connection_id: 1}, xx=True)
+    carol = member(3)
+    store.join(carol, 0)
+    assert redis_client.hlen("cw:{room-1}:lag") == 0
+    # A connection that is no longer a member records nothing.
+    assert store.report(bob, 2, 10) is None
+    assert store.report(alice, 2, 10) is None
+    assert redis_client.hlen("cw:{room-1}:lag") == 0
+
+
+def test_a_report_and_a_roster_are_one_round_trip_whatever_the_room_size(store, redis_client):
+    members = [member(n) for n in range(1000)]
+    for m in members:
+        store.join(m, 0)
+    for m in members:
+        store.report(m, 990, 25)  # also loads the scripts
+    store.roster("room-1")
+    before = _calls(redis_client)
+    assert store.report(members[7], 995, 30) == Report(1000, 5)
+    assert _calls(redis_client) - before == 1
+    before = _calls(redis_client)
+    roster = store.roster("room-1")
+    assert _calls(redis_client) - before == 1
+    assert len(roster) == 1000 and all(m["lagMs"] is not None for m in roster)

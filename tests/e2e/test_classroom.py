@@ -40,7 +40,10 @@ def test_members_see_the_same_events_in_the_same_order_and_nothing_leaks(members
             students = [await room.join(f"s{n}", classroom) for n in range(3)]
             outsider = await room.join("olga", other_room)
             acks = await asyncio.gather(
-                *(member.send("stroke", {"n": i, "by": member.user_id}) for i, member in enumerate([teacher, *students]))
+                *(
+                    member.send("stroke", {"n": i, "by": member.user_id})
+                    for i, member in enumerate([teacher, *students])
+                )
             )
             last = max(ack["seq"] for ack in acks)
             for member in [teacher, *students]:
@@ -61,7 +64,9 @@ def test_seq_is_gapless_and_chained(members, classroom):
         async with members() as room:
             a = await room.join("amy", classroom)
             b = await room.join("ben", classroom)
-            await asyncio.gather(*(a.send("chat", {"i": i}) for i in range(10)), *(b.send("chat", {"i": i}) for i in range(10)))
+            await asyncio.gather(
+                *(a.send("chat", {"i": i}) for i in range(10)), *(b.send("chat", {"i": i}) for i in range(10))
+            )
             await b.catch_up()
             await a.catch_up()
             seqs = [e["seq"] for e in a.events]
@@ -69,7 +74,9 @@ def test_seq_is_gapless_and_chained(members, classroom):
             assert all(y["prev"] == x["eid"] for x, y in zip(a.events, a.events[1:]))
             assert [e["eid"] for e in a.events[-20:]] == [e["eid"] for e in b.events[-20:]]
             # Each sender's own events stay in its sending order.
-            assert [e["data"]["i"] for e in a.events if e["from"] == "amy" and e["event"] == "chat"] == list(range(10))
+            assert [e["data"]["i"] for e in a.events if e["from"] == "amy" and e["event"] == "chat"] == list(
+                range(10)
+            )
 
     run(scenario())
 
@@ -80,12 +87,48 @@ def test_roster_and_presence(members, classroom):
             teacher = await room.join("tina", classroom, "teacher")
             student = await room.join("sam", classroom)
             roster = await teacher.who()
-            assert {(m["userId"], m["role"], m["connections"]) for m in roster} == {("tina", "teacher", 1), ("sam", "student", 1)}
+            assert {(m["userId"], m["role"], m["connections"]) for m in roster} == {
+                ("tina", "teacher", 1),
+                ("sam", "student", 1),
+            }
             assert all("connectionId" not in json.dumps(m) for m in roster)
             await student.close()
             # $disconnect runs after the socket is gone (a cold execution environment can take seconds here).
             await eventually(teacher, lambda: ("sam", "leave", {"connections": 0}) in persistent(teacher))
             assert [m["userId"] for m in await teacher.who()] == ["tina"]
+
+    run(scenario())
+
+
+def test_who_shows_which_members_are_behind(members, classroom):
+    async def scenario():
+        async with members() as room:
+            teacher = await room.join("tina", classroom, "teacher", telemetry_interval=None)
+            # The client's own telemetry loop reports this one, caught up, every 0.2 s.
+            caught_up = await room.join("cleo", classroom, telemetry_interval=0.2)
+            lagging = await room.join("luke", classroom, telemetry_interval=None)
+            acks = [await teacher.send("stroke", {"n": n}) for n in range(4)]
+            last = acks[-1]["seq"]
+            await caught_up.wait_for_seq(last)
+            await lagging.wait_for_seq(last)
+            # Luke's client says it has applied only up to two events ago.
+            await lagging._send_frame(action="ping", seq=last - 2, lagMs=1500)
+            deadline = asyncio.get_running_loop().time() + 15
+            while True:
+                roster = {m["userId"]: m for m in await teacher.who()}
+                if roster["luke"]["behind"] is not None and roster["cleo"]["behind"] is not None:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, f"no telemetry in time: {roster}"
+                await asyncio.sleep(0.1)
+            assert (roster["luke"]["behind"], roster["luke"]["lagMs"]) == (2, 1500)
+            assert roster["cleo"]["behind"] == 0 and roster["cleo"]["lagMs"] is not None
+            assert (roster["tina"]["behind"], roster["tina"]["lagMs"]) == (None, None)  # never reported
+            # Each client also heard it in its pong (which may arrive just after the roster showed it).
+            for _ in range(50):
+                if (lagging.behind, caught_up.behind) == (2, 0):
+                    break
+                await asyncio.sleep(0.1)
+            assert (lagging.behind, caught_up.behind) == (2, 0)
 
     run(scenario())
 
@@ -146,7 +189,9 @@ def test_rate_limited_error_carries_retry_after(system, classroom):
         token = system.token("rick", classroom, "student")
         async with connect(f"{system.websocket_url}?token={token}&classroom={classroom}") as ws:
             for i in range(60):
-                await ws.send(json.dumps({"action": "send", "id": f"r{i}", "event": "cursor", "data": {"x": i}}))
+                await ws.send(
+                    json.dumps({"action": "send", "id": f"r{i}", "event": "cursor", "data": {"x": i}})
+                )
             replies = []
             with pytest.raises(asyncio.TimeoutError):
                 while True:
@@ -157,10 +202,14 @@ def test_rate_limited_error_carries_retry_after(system, classroom):
     run(scenario())
 
 
-@pytest.mark.parametrize(("case", "status"), [("no-token", 401), ("bad-token", 401), ("other-classroom", 403)])
+@pytest.mark.parametrize(
+    ("case", "status"), [("no-token", 401), ("bad-token", 401), ("other-classroom", 403)]
+)
 def test_connections_are_refused_with_401_and_403(system, classroom, case, status):
     async def scenario():
-        token = {"no-token": "", "bad-token": "x.y.z", "other-classroom": system.token("mal", "elsewhere")}[case]
+        token = {"no-token": "", "bad-token": "x.y.z", "other-classroom": system.token("mal", "elsewhere")}[
+            case
+        ]
         with pytest.raises(InvalidStatus) as refused:
             async with connect(f"{system.websocket_url}?token={token}&classroom={classroom}"):
                 pass

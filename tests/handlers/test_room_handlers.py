@@ -9,6 +9,7 @@ import pytest
 
 from classwire import runtime
 from classwire.handlers import connect, disconnect, message
+from classwire.settings import CONNECTING_GRACE_SECONDS
 from tests.support.events import Caller, LambdaContext, connect_event, disconnect_event, message_event
 from tests.support.management_stub import TEST_REGION, ManagementStub
 
@@ -28,11 +29,23 @@ def stub(redis_client, redis_server, monkeypatch):
         monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
         monkeypatch.setenv("AWS_REGION", TEST_REGION)
         # Settings are validated as a whole; these handlers never read the secret.
-        monkeypatch.setenv("CLASSWIRE_JWT_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:jwt")
-        for cached in (runtime.settings, runtime.redis_client, runtime.classroom_store, runtime.management_api):
+        monkeypatch.setenv(
+            "CLASSWIRE_JWT_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:jwt"
+        )
+        for cached in (
+            runtime.settings,
+            runtime.redis_client,
+            runtime.classroom_store,
+            runtime.management_api,
+        ):
             cached.cache_clear()
         yield stub
-        for cached in (runtime.settings, runtime.redis_client, runtime.classroom_store, runtime.management_api):
+        for cached in (
+            runtime.settings,
+            runtime.redis_client,
+            runtime.classroom_store,
+            runtime.management_api,
+        ):
             cached.cache_clear()
 
 
@@ -60,10 +73,17 @@ def test_connect_registers_the_member_and_announces_the_join_to_the_others(stub)
 def test_send_fans_out_to_the_classroom_only_and_the_sender_gets_its_copy_as_ack(stub):
     join(TEACHER, STUDENT, OUTSIDER)
     stub.reset()
-    assert send(STUDENT, {"action": "send", "id": "m1", "event": "chat", "data": {"text": "hi"}}) == {"statusCode": 200}
+    assert send(STUDENT, {"action": "send", "id": "m1", "event": "chat", "data": {"text": "hi"}}) == {
+        "statusCode": 200
+    }
     for member in (TEACHER, STUDENT):
         (event,) = frames_to(stub, member)
-        assert (event["type"], event["event"], event["id"], event["data"]) == ("event", "chat", "m1", {"text": "hi"})
+        assert (event["type"], event["event"], event["id"], event["data"]) == (
+            "event",
+            "chat",
+            "m1",
+            {"text": "hi"},
+        )
         assert event["classroom"] == "room-1"
     assert frames_to(stub, OUTSIDER) == []
 
@@ -107,8 +127,10 @@ def test_disconnect_removes_the_member_and_announces_the_leave(stub):
     assert [m["userId"] for m in roster["members"]] == ["tina"]
 
 
-def test_a_gone_connection_is_pruned_by_the_fan_out_that_meets_it(stub):
+def test_a_gone_connection_is_pruned_by_the_fan_out_that_meets_it(stub, redis_client):
     join(TEACHER, STUDENT)
+    # The student joined longer ago than a $connect can take (its expiry moves, not the clock).
+    redis_client.zincrby("cw:{room-1}:members", -(CONNECTING_GRACE_SECONDS + 1) * 1000, STUDENT.connection_id)
     stub.gone.add(STUDENT.connection_id)
     send(TEACHER, {"action": "send", "id": "m1", "event": "chat", "data": {"text": "anyone?"}})
     # The 410 pruned the student, and the leave that prune appended reached the teacher.
@@ -117,8 +139,101 @@ def test_a_gone_connection_is_pruned_by_the_fan_out_that_meets_it(stub):
     assert [m["userId"] for m in roster["members"]] == ["tina"]
 
 
+def test_a_connection_still_connecting_is_not_pruned_by_a_410(stub):
+    join(TEACHER, STUDENT)
+    # Until the student's $connect returns, API Gateway answers 410 for it: no proof it is gone.
+    stub.gone.add(STUDENT.connection_id)
+    send(TEACHER, {"action": "send", "id": "m1", "event": "chat", "data": {"text": "welcome"}})
+    assert [f["event"] for f in frames_to(stub, TEACHER)][-1] == "chat"
+    roster = json.loads(send(TEACHER, {"action": "who"})["body"])
+    assert [m["userId"] for m in roster["members"]] == ["sam", "tina"]
+
+
 def test_the_teacher_ending_the_class_closes_every_connection(stub):
     join(TEACHER, STUDENT)
     send(TEACHER, {"action": "send", "id": "e1", "event": "end", "data": {}})
     deleted = {r.connection_id for r in stub.requests if r.method == "DELETE"}
     assert deleted == {TEACHER.connection_id, STUDENT.connection_id}
+
+
+# -- delivery telemetry --------------------------------------------------------------------------------------
+
+
+def emf_lines(captured: str) -> list[dict]:
+    """The EMF documents Powertools printed: one JSON line per flush."""
+    lines = [json.loads(line) for line in captured.splitlines() if line.startswith("{")]
+    return [line for line in lines if "_aws" in line]
+
+
+def metric_values(lines: list[dict], name: str) -> list[float]:
+    values: list[float] = []
+    for line in lines:
+        if name in line:
+            value = line[name]
+            values += value if isinstance(value, list) else [value]
+    return values
+
+
+def redis_calls(redis_client) -> int:
+    stats = redis_client.info("commandstats")
+    return sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+def test_a_telemetry_ping_is_recorded_answered_with_behind_and_published_as_emf(stub, redis_client, capsys):
+    join(TEACHER, STUDENT)
+    send(TEACHER, {"action": "send", "id": "m1", "event": "chat", "data": {"text": "hi"}})  # seq 3
+    capsys.readouterr()
+    pong = json.loads(send(STUDENT, {"action": "ping", "seq": 1, "lagMs": 420})["body"])
+    assert pong["type"] == "pong" and pong["behind"] == 2
+    (line,) = [line for line in emf_lines(capsys.readouterr().out) if "MemberLagMs" in line]
+    assert metric_values([line], "MemberLagMs") == [420] and metric_values([line], "MembersBehind") == [1]
+    # One dimension (service); the classroom is a searchable property of the line, not a dimension.
+    directive = line["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Dimensions"] == [["service"]]
+    assert line["classroomId"] == "room-1"
+    units = {m["Name"]: m["Unit"] for m in directive["Metrics"]}
+    assert units["MemberLagMs"] == "Milliseconds" and units["MembersBehind"] == "Count"
+    caught_up = json.loads(send(TEACHER, {"action": "ping", "seq": 3})["body"])
+    assert caught_up["behind"] == 0
+    (line,) = [line for line in emf_lines(capsys.readouterr().out) if "MembersBehind" in line]
+    assert (
+        metric_values([line], "MembersBehind") == [0] and "MemberLagMs" not in line
+    )  # no lag measured: none published
+
+
+def test_a_bare_ping_costs_no_redis_call(stub, redis_client):
+    join(TEACHER)
+    send(TEACHER, {"action": "ping", "seq": 1})  # loads the script
+    before = redis_calls(redis_client)
+    pong = json.loads(send(TEACHER, {"action": "ping"})["body"])
+    assert redis_calls(redis_client) == before
+    assert pong["type"] == "pong" and "behind" not in pong
+    send(TEACHER, {"action": "ping", "seq": 1, "lagMs": 5})
+    assert redis_calls(redis_client) == before + 1
+
+
+def test_who_shows_each_users_lag_and_never_a_connection_id(stub):
+    second_tab = Caller("T2cOnn3ct10nId=", "tina", "teacher", "room-1", "Tina")
+    join(TEACHER, second_tab, STUDENT)  # seq 1..3
+    send(TEACHER, {"action": "ping", "seq": 3, "lagMs": 40})
+    send(second_tab, {"action": "ping", "seq": 2, "lagMs": 900})
+    body = send(TEACHER, {"action": "who"})["body"]
+    roster = {m["userId"]: m for m in json.loads(body)["members"]}
+    # A user's lag is its worst connection's; a member that never reported is unknown.
+    assert (roster["tina"]["lagMs"], roster["tina"]["behind"], roster["tina"]["connections"]) == (900, 1, 2)
+    assert (roster["sam"]["lagMs"], roster["sam"]["behind"]) == (None, None)
+    for caller in (TEACHER, second_tab, STUDENT):
+        assert caller.connection_id not in body
+
+
+def test_replays_and_resends_are_counted(stub, capsys):
+    join(TEACHER, STUDENT)
+    for n in range(3):
+        send(TEACHER, {"action": "send", "id": f"m{n}", "event": "chat", "data": {"n": n}})  # seq 3..5
+    capsys.readouterr()
+    send(STUDENT, {"action": "sync", "since": 0})  # a first load is not a replay
+    assert metric_values(emf_lines(capsys.readouterr().out), "Replays") == []
+    send(STUDENT, {"action": "sync", "since": 3})  # catching up: seq 4 and 5
+    assert metric_values(emf_lines(capsys.readouterr().out), "Replays") == [2]
+    send(TEACHER, {"action": "send", "id": "m2", "event": "chat", "data": {"n": 2}})  # a resend of m2
+    assert metric_values(emf_lines(capsys.readouterr().out), "Resends") == [1]

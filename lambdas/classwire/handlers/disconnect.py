@@ -12,6 +12,7 @@ logger, metrics = runtime.logger, runtime.metrics
 def handler(event: dict, context) -> dict:
     member = member_of(event)
     logger.append_keys(**log_keys(member))
+    metrics.add_metadata(key="classroomId", value=member.classroom_id)  # a property, not a dimension
     runtime.classroom_service(*endpoint_parts(event)).disconnect(member)
     metrics.add_metric(name="Disconnects", unit="Count", value=1)
     logger.info("disconnected")
