@@ -55,6 +55,8 @@ class TokenVerifier:
             raise Unauthenticated("missing token")
         if len(token) > MAX_TOKEN_CHARS:
             raise Unauthenticated("token too long")
+        if not token.isascii():  # a JWS compact token is base64url and dots; PyJWT would fail to encode it
+            raise Unauthenticated("malformed token: not ASCII")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -79,7 +81,8 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {type(exc).__name__}") from None
         user_id, role, classrooms, name = _identity(claims)
-        if not classroom or not CLASSROOM_ID.match(classroom):
+        # fullmatch: `$` in `match` also accepts a trailing newline ("room-1\n").
+        if not classroom or not CLASSROOM_ID.fullmatch(classroom):
             raise Forbidden("missing or malformed classroom parameter")
         if classroom not in classrooms:
             raise Forbidden("classroom not granted by the token")
@@ -87,6 +90,11 @@ class TokenVerifier:
 
 
 def _identity(claims: dict) -> tuple[str, str, list[str], str]:
+    for time_claim in ("exp", "nbf", "iat"):
+        # PyJWT takes int("1700000000") for a NumericDate; RFC 7519 (and the README) want a JSON number.
+        value = claims.get(time_claim, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Unauthenticated(f"claim {time_claim!r} must be a number")
     user_id, role = claims.get("sub"), claims.get("role")
     classrooms, name = claims.get("classrooms"), claims.get("name", "")
     if not isinstance(user_id, str) or not 1 <= len(user_id) <= MAX_USER_ID_CHARS:
@@ -125,4 +133,6 @@ class JwksKeys:
         self._client = jwt.PyJWKClient(url, cache_keys=True, lifespan=lifespan_seconds, timeout=5)
 
     def __call__(self, token: str) -> object:
-        return self._client.get_signing_key_from_jwt(token).key
+        # The PyJWK, not its bare key: PyJWT then verifies with the key's own algorithm and refuses a
+        # token whose `alg` differs (an ES256 header on an RSA key crashed `prepare_key` with TypeError).
+        return self._client.get_signing_key_from_jwt(token)

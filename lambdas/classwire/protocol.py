@@ -18,12 +18,17 @@ MAX_SYNC_LIMIT = 1000
 DEFAULT_SYNC_LIMIT = 200
 # Client JSON may not nest deeper than this (Python's json would otherwise recurse ~1000 levels).
 MAX_NESTING = 64
+# Telemetry bounds: seq stays a safe JSON integer; a lag over a day is a broken client clock, not a lag.
+MAX_SEQ = 2**53 - 1
+MAX_LAG_MS = 24 * 3600 * 1000
 
 
 class ProtocolError(Exception):
     """A request the server refuses; becomes one error frame to the sender."""
 
-    def __init__(self, code: str, message: str, client_id: str | None = None, retry_after_ms: int | None = None):
+    def __init__(
+        self, code: str, message: str, client_id: str | None = None, retry_after_ms: int | None = None
+    ):
         assert code in ERROR_CODES, code
         super().__init__(message)
         self.code = code
@@ -35,15 +40,27 @@ class ProtocolError(Exception):
         return error_frame(self.code, self.message, self.client_id, self.retry_after_ms)
 
 
-def error_frame(code: str, message: str, client_id: str | None = None, retry_after_ms: int | None = None) -> str:
+def error_frame(
+    code: str, message: str, client_id: str | None = None, retry_after_ms: int | None = None
+) -> str:
+    if client_id is not None and not _encodable(client_id):
+        client_id = None  # an id with an unpaired surrogate cannot be sent back; the message says why
     frame: dict[str, object] = {"type": "error", "code": code, "message": message, "id": client_id}
     if retry_after_ms is not None:
         frame["retryAfterMs"] = retry_after_ms
     return compact_json(frame)
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def compact_json(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 @dataclass(frozen=True)
@@ -78,7 +95,11 @@ Request = Send | Sync | Who | Ping
 def parse_request(body: str | None, bound_classroom: str, max_data_bytes: int) -> Request:
     """Parses one client frame; raises ProtocolError with the precise reason."""
     frame = _parse_object(body)
-    client_id = frame.get("id") if isinstance(frame.get("id"), str) and len(frame["id"]) <= MAX_CLIENT_ID_CHARS else None
+    client_id = (
+        frame.get("id")
+        if isinstance(frame.get("id"), str) and len(frame["id"]) <= MAX_CLIENT_ID_CHARS
+        else None
+    )
     if "action" not in frame:
         raise ProtocolError("bad_request", "missing field 'action'", client_id)
     action = frame["action"]
@@ -86,12 +107,16 @@ def parse_request(body: str | None, bound_classroom: str, max_data_bytes: int) -
         raise ProtocolError("bad_request", f"field 'action' must be a string, got {_type(action)}", client_id)
     if action not in ACTIONS:
         raise ProtocolError(
-            "unknown_action", f"unknown action {action[:64]!r}; expected one of {', '.join(ACTIONS)}", client_id
+            "unknown_action",
+            f"unknown action {action[:64]!r}; expected one of {', '.join(ACTIONS)}",
+            client_id,
         )
     # The classroom is the one bound at $connect; a payload may repeat it but never name another.
     if "classroom" in frame and frame["classroom"] != bound_classroom:
         raise ProtocolError(
-            "forbidden", "field 'classroom' must be omitted or equal the classroom of this connection", client_id
+            "forbidden",
+            "field 'classroom' must be omitted or equal the classroom of this connection",
+            client_id,
         )
     if action == "send":
         return _parse_send(frame, max_data_bytes)
@@ -104,22 +129,31 @@ def parse_request(body: str | None, bound_classroom: str, max_data_bytes: int) -
     if action == "who":
         return Who(after=_str_field(frame, "after", default="", max_chars=256))
     return Ping(
-        seq=_int_field(frame, "seq", default=None, minimum=0),
-        lag_ms=_int_field(frame, "lagMs", default=None, minimum=0),
+        seq=_int_field(frame, "seq", default=None, minimum=0, maximum=MAX_SEQ),
+        lag_ms=_int_field(frame, "lagMs", default=None, minimum=0, maximum=MAX_LAG_MS),
     )
 
 
 def _parse_object(body: str | None) -> dict:
     if body is None or body == "":
         raise ProtocolError("bad_request", "empty frame; expected a JSON object")
-    if len(body) > FRAME_LIMIT_BYTES * 4 or len(body.encode("utf-8", "surrogatepass")) > FRAME_LIMIT_BYTES * 4:
+    if not isinstance(body, str):  # API Gateway passes text; anything else is a malformed event
+        raise ProtocolError("bad_request", f"frame must be text, got {_type(body)}")
+    if (
+        len(body) > FRAME_LIMIT_BYTES * 4
+        or len(body.encode("utf-8", "surrogatepass")) > FRAME_LIMIT_BYTES * 4
+    ):
         raise ProtocolError("too_large", f"frame exceeds {FRAME_LIMIT_BYTES * 4} bytes")
     try:
         frame = json.loads(body)
     except RecursionError:
         raise ProtocolError("bad_request", f"frame nests deeper than {MAX_NESTING} levels") from None
-    except ValueError as exc:
-        raise ProtocolError("bad_request", f"frame is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(
+            "bad_request", f"frame is not valid JSON: {exc.msg} at position {exc.pos}"
+        ) from None
+    except ValueError:  # Python refuses integers of more than 4,300 digits (CVE-2020-10735)
+        raise ProtocolError("bad_request", "frame holds a number with too many digits") from None
     if not isinstance(frame, dict):
         raise ProtocolError("bad_request", f"frame must be a JSON object, got {_type(frame)}")
     return frame
@@ -141,12 +175,16 @@ def _parse_send(frame: dict, max_data_bytes: int) -> Send:
     try:
         data_json = compact_json(frame["data"])
     except ValueError:  # e.g. NaN/Infinity, which json.loads accepts but JSON forbids
-        raise ProtocolError("bad_request", "field 'data' holds a value JSON cannot represent", raw_id) from None
+        raise ProtocolError(
+            "bad_request", "field 'data' holds a value JSON cannot represent", raw_id
+        ) from None
     _require_utf8(raw_id, "id", raw_id)
     _require_utf8(event, "event", raw_id)
     size = len(_require_utf8(data_json, "data", raw_id))
     if size > max_data_bytes:
-        raise ProtocolError("too_large", f"field 'data' is {size} bytes serialized; the limit is {max_data_bytes}", raw_id)
+        raise ProtocolError(
+            "too_large", f"field 'data' is {size} bytes serialized; the limit is {max_data_bytes}", raw_id
+        )
     return Send(id=raw_id, event=event, data_json=data_json)
 
 
@@ -154,7 +192,9 @@ def _require_utf8(text: str, field: str, client_id: str | None) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
-        raise ProtocolError("bad_request", f"field {field!r} contains an unpaired UTF-16 surrogate", client_id) from None
+        raise ProtocolError(
+            "bad_request", f"field {field!r} contains an unpaired UTF-16 surrogate", client_id
+        ) from None
 
 
 def _int_field(frame: dict, name: str, default, minimum: int, maximum: int | None = None):
@@ -174,7 +214,9 @@ def _str_field(frame: dict, name: str, default: str, max_chars: int) -> str:
         return default
     value = frame[name]
     if not isinstance(value, str) or len(value) > max_chars:
-        raise ProtocolError("bad_request", f"field {name!r} must be a string of at most {max_chars} characters")
+        raise ProtocolError(
+            "bad_request", f"field {name!r} must be a string of at most {max_chars} characters"
+        )
     _require_utf8(value, name, None)
     return value
 

@@ -17,7 +17,9 @@ from classwire.auth import Forbidden, Grant, TokenVerifier, Unauthenticated
 from classwire.settings import JwtSettings
 
 SECRET = "s3cret-for-tests-only-0123456789abcdef"
-HS = JwtSettings(algorithms=("HS256",), secret_arn="arn:test", issuer="https://idp.test", audience="classwire")
+HS = JwtSettings(
+    algorithms=("HS256",), secret_arn="arn:test", issuer="https://idp.test", audience="classwire"
+)
 
 
 def claims(**overrides):
@@ -88,8 +90,22 @@ def _unsigned(payload: dict, alg: str = "none") -> str:
         "x" * 9000,
     ],
     ids=[
-        "missing", "empty", "garbage", "bad-base64", "expired", "wrong-aud", "wrong-iss", "no-sub", "no-role",
-        "unknown-role", "no-classrooms", "classrooms-not-list", "no-exp", "nbf-future", "wrong-key", "alg-none",
+        "missing",
+        "empty",
+        "garbage",
+        "bad-base64",
+        "expired",
+        "wrong-aud",
+        "wrong-iss",
+        "no-sub",
+        "no-role",
+        "unknown-role",
+        "no-classrooms",
+        "classrooms-not-list",
+        "no-exp",
+        "nbf-future",
+        "wrong-key",
+        "alg-none",
         "oversized",
     ],
 )
@@ -100,7 +116,9 @@ def test_bad_tokens_are_unauthenticated(token):
 
 def test_tampered_payload_is_rejected():
     header, payload, signature = hs_token().split(".")
-    forged = base64.urlsafe_b64encode(json.dumps(claims(classrooms=["room-9"])).encode()).rstrip(b"=").decode()
+    forged = (
+        base64.urlsafe_b64encode(json.dumps(claims(classrooms=["room-9"])).encode()).rstrip(b"=").decode()
+    )
     with pytest.raises(Unauthenticated):
         hs_verifier().verify(f"{header}.{forged}.{signature}", "room-9")
 

@@ -16,7 +16,9 @@ from localcloud.cache import ReplicationGroup
 def group(monkeypatch):
     with ReplicationGroup() as replication_group:
         monkeypatch.setenv("CLASSWIRE_REDIS_URL", replication_group.url)
-        monkeypatch.setenv("CLASSWIRE_JWT_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:jwt")
+        monkeypatch.setenv(
+            "CLASSWIRE_JWT_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:jwt"
+        )
         caches = (runtime.settings, runtime.redis_client, runtime.classroom_store)
         for cached in caches:
             cached.cache_clear()

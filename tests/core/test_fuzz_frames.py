@@ -16,7 +16,9 @@ from classwire.settings import FRAME_LIMIT_BYTES
 ROOM = "room-1"
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 json_values = st.recursive(
-    json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
 )
 actions = st.sampled_from(["send", "sync", "who", "ping", "dance", "", "SEND"]) | st.text(max_size=10)
 frames = st.fixed_dictionaries(
@@ -49,7 +51,9 @@ raw_bodies = (
     | surrogates
     | st.binary(max_size=200).map(lambda b: b.decode("latin-1"))
     | st.integers(min_value=1, max_value=50_000).map(lambda n: "[" * n + "]" * n)
-    | st.integers(min_value=1, max_value=200_000).map(lambda n: json.dumps({"action": "send", "id": "a", "event": "chat", "data": "x" * n}))
+    | st.integers(min_value=1, max_value=200_000).map(
+        lambda n: json.dumps({"action": "send", "id": "a", "event": "chat", "data": "x" * n})
+    )
 )
 
 

@@ -39,14 +39,22 @@ def test_send_is_parsed_with_data_serialized_compactly():
         ({"action": "send", "event": "chat", "data": 1}, "bad_request", "missing field 'id'"),
         ({"action": "send", "id": "", "event": "chat", "data": 1}, "bad_request", "1..64 characters"),
         ({"action": "send", "id": "x" * 65, "event": "chat", "data": 1}, "bad_request", "1..64 characters"),
-        ({"action": "send", "id": "a", "event": 3, "data": 1}, "bad_request", "'event' must be a non-empty string"),
+        (
+            {"action": "send", "id": "a", "event": 3, "data": 1},
+            "bad_request",
+            "'event' must be a non-empty string",
+        ),
         ({"action": "send", "id": "a", "event": "chat"}, "bad_request", "missing field 'data'"),
         ({"action": "sync", "since": "5"}, "bad_request", "'since' must be an integer, got string"),
         ({"action": "sync", "since": -1}, "bad_request", "'since' must be >= 0"),
         ({"action": "sync", "since": True}, "bad_request", "must be an integer, got boolean"),
         ({"action": "sync", "limit": 5000}, "bad_request", "'limit' must be 1..1000"),
         ({"action": "who", "classroom": "other"}, "forbidden", "equal the classroom of this connection"),
-        ({"action": "send", "id": "a", "event": "chat", "data": 1, "classroom": "x"}, "forbidden", "classroom"),
+        (
+            {"action": "send", "id": "a", "event": "chat", "data": 1, "classroom": "x"},
+            "forbidden",
+            "classroom",
+        ),
     ],
 )
 def test_malformed_frames_get_precise_errors(frame, code, message):
@@ -72,7 +80,10 @@ def test_data_over_the_limit_is_too_large():
 
 
 def test_unicode_counts_in_bytes_and_lone_surrogates_are_refused():
-    assert refused({"action": "send", "id": "a", "event": "chat", "data": "é" * 40}, max_data_bytes=64).code == "too_large"
+    assert (
+        refused({"action": "send", "id": "a", "event": "chat", "data": "é" * 40}, max_data_bytes=64).code
+        == "too_large"
+    )
     error = refused('{"action":"send","id":"a","event":"chat","data":"\\ud800"}')
     assert (error.code, "unpaired UTF-16 surrogate" in error.message) == ("bad_request", True)
 
@@ -89,6 +100,8 @@ def test_deep_nesting_is_refused_without_recursing():
 
 def test_sync_who_ping_defaults():
     assert parse({"action": "sync"}) == Sync(since=0, since_eid="", limit=200)
-    assert parse({"action": "sync", "since": 5, "sinceEid": "ab", "limit": 3, "classroom": ROOM}) == Sync(5, "ab", 3)
+    assert parse({"action": "sync", "since": 5, "sinceEid": "ab", "limit": 3, "classroom": ROOM}) == Sync(
+        5, "ab", 3
+    )
     assert parse({"action": "who"}) == Who(after="")
     assert parse({"action": "ping", "seq": 4, "lagMs": 30}) == Ping(seq=4, lag_ms=30)

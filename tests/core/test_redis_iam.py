@@ -12,7 +12,9 @@ def test_token_is_a_presigned_connect_request(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token")
     now = [1000.0]
-    provider = IamAuthTokenProvider("classwire-app", "classwire-prod", region="eu-west-1", clock=lambda: now[0])
+    provider = IamAuthTokenProvider(
+        "classwire-app", "classwire-prod", region="eu-west-1", clock=lambda: now[0]
+    )
     user, token = provider.get_credentials()
     assert user == "classwire-app"
     assert not token.startswith("http")

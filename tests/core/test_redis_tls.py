@@ -25,7 +25,9 @@ def tls_redis(tmp_path):
             "tls-auth-clients no",
         ]
     )
-    server.client = lambda: redis.Redis(host="127.0.0.1", port=tls_port, ssl=True, ssl_ca_certs=str(certs["ca"]))
+    server.client = lambda: redis.Redis(
+        host="127.0.0.1", port=tls_port, ssl=True, ssl_ca_certs=str(certs["ca"])
+    )
     with server:
         yield f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={certs['ca']}", certs
 

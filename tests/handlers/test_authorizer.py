@@ -33,7 +33,13 @@ def configured(monkeypatch):
 
 
 def token(**claims) -> str:
-    body = {"sub": "bob", "role": "student", "classrooms": ["room-1"], "aud": "classwire", "exp": int(time.time()) + 60}
+    body = {
+        "sub": "bob",
+        "role": "student",
+        "classrooms": ["room-1"],
+        "aud": "classwire",
+        "exp": int(time.time()) + 60,
+    }
     body.update(claims)
     return jwt.encode(body, SECRET, algorithm="HS256")
 

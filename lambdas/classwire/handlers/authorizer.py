@@ -31,10 +31,13 @@ def _read_secret(secret_arn: str) -> str:
 
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context) -> dict:
-    params = event.get("queryStringParameters") or {}
-    method_arn = event.get("methodArn", "")
+    params = event.get("queryStringParameters")
+    params = params if isinstance(params, dict) else {}
+    method_arn = _text(event.get("methodArn"))
     try:
-        grant = verifier().verify(params.get(TOKEN_QUERY_PARAMETER), params.get(CLASSROOM_QUERY_PARAMETER))
+        grant = verifier().verify(
+            _text(params.get(TOKEN_QUERY_PARAMETER)), _text(params.get(CLASSROOM_QUERY_PARAMETER))
+        )
     except Unauthenticated as refusal:
         logger.info("connection refused", extra={"status": 401, "reason": str(refusal)})
         metrics.add_metric(name="AuthRefused401", unit="Count", value=1)
@@ -49,8 +52,18 @@ def handler(event: dict, context) -> dict:
         grant.user_id,
         "Allow",
         method_arn,
-        context={"userId": grant.user_id, "role": grant.role, "classroomId": grant.classroom_id, "name": grant.name},
+        context={
+            "userId": grant.user_id,
+            "role": grant.role,
+            "classroomId": grant.classroom_id,
+            "name": grant.name,
+        },
     )
+
+
+def _text(value: object) -> str:
+    """A query parameter or ARN as API Gateway sends it (a string); anything else counts as absent."""
+    return value if isinstance(value, str) else ""
 
 
 def _policy(principal: str, effect: str, resource: str, context: dict | None = None) -> dict:

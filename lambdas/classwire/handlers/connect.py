@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from classwire import runtime
-from classwire.handlers.events import endpoint_parts, log_keys, member_of
+from classwire.handlers.events import connected_at_of, endpoint_parts, log_keys, member_of
 
 logger, metrics = runtime.logger, runtime.metrics
 
@@ -12,7 +12,8 @@ logger, metrics = runtime.logger, runtime.metrics
 def handler(event: dict, context) -> dict:
     member = member_of(event)
     logger.append_keys(**log_keys(member))
-    connected_at = int(event["requestContext"].get("connectedAt") or 0)
+    metrics.add_metadata(key="classroomId", value=member.classroom_id)  # a property, not a dimension
+    connected_at = connected_at_of(event)
     runtime.classroom_service(*endpoint_parts(event)).connect(member, connected_at)
     metrics.add_metric(name="Connects", unit="Count", value=1)
     logger.info("connected")
