@@ -158,7 +158,9 @@ class PrimaryEndpoint:
             return
         self._links.update((client_writer, server_writer))
         await asyncio.gather(
-            self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer), return_exceptions=True
+            self._pipe(client_reader, server_writer),
+            self._pipe(server_reader, client_writer),
+            return_exceptions=True,
         )
         self._links.difference_update((client_writer, server_writer))
 

@@ -42,6 +42,8 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -57,6 +59,7 @@ from websockets.frames import OP_BINARY, OP_CONT, OP_TEXT, CloseCode
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
+from localcloud import python_env
 from localcloud.lambda_runtime import Invocation, LambdaRuntime
 from localcloud.manifest import Manifest, RouteSpec
 
@@ -640,6 +643,106 @@ class GatewayThread:
             self._loop.close()
 
     def __enter__(self) -> Gateway:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+class GatewayProcess:
+    """The gateway as its own process (`python -m localcloud.gateway`), so it can be killed and started
+    again on the same port, as an API Gateway deployment can drop every connection at once.
+
+    `stop(signal.SIGTERM)` shuts down cleanly (every connection's `$disconnect` runs); `signal.SIGKILL`
+    makes every connection vanish without one, which is what the stale-connection pruning is for.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        *,
+        work_dir: Path,
+        port: int = 0,
+        limits: Limits = Limits(),
+        environment: dict[str, str] | None = None,
+        max_concurrency: int = 10,
+    ) -> None:
+        from localcloud.cache import free_port
+
+        self.manifest = manifest
+        self.work_dir = work_dir
+        self.port = port or free_port()
+        self.limits = limits
+        self.environment = environment or {}
+        self.max_concurrency = max_concurrency
+        self.starts = 0
+        self.process: subprocess.Popen | None = None
+        self._log = work_dir / "gateway.log"
+
+    @property
+    def websocket_url(self) -> str:
+        return f"ws://{HOST}:{self.port}/{self.manifest.stage}"
+
+    @property
+    def management_endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}/{self.manifest.stage}"
+
+    def start(self, timeout: float = 60.0) -> GatewayProcess:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        manifest_path = self.manifest.dump(self.work_dir / "manifest.json")
+        root = Path(__file__).resolve().parent.parent
+        argv = [
+            sys.executable,
+            "-m",
+            "localcloud.gateway",
+            "--manifest",
+            str(manifest_path),
+            "--port",
+            str(self.port),
+            "--log-dir",
+            str(self.work_dir / "functions"),
+            "--max-concurrency",
+            str(self.max_concurrency),
+            "--idle-timeout",
+            str(self.limits.idle_timeout),
+            "--max-duration",
+            str(self.limits.max_duration),
+            *(f"--env={name}={value}" for name, value in self.environment.items()),
+        ]
+        env = python_env()
+        offset = self._log.stat().st_size if self._log.exists() else 0
+        with self._log.open("a") as log_file:
+            self.process = subprocess.Popen(
+                argv, cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while "gateway: ws://" not in self._log.read_text(errors="replace")[offset:]:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop(signal.SIGKILL)
+                raise RuntimeError(
+                    f"gateway did not start: {self._log.read_text(errors='replace')[offset:][-2000:]}"
+                )
+            time.sleep(0.05)
+        self.starts += 1
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
+        """SIGTERM: a clean shutdown (killed if it takes longer than `timeout`); SIGKILL: gone at once."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def restart(self, sig: int = signal.SIGTERM) -> None:
+        self.stop(sig)
+        self.start()
+
+    def __enter__(self) -> GatewayProcess:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

@@ -8,13 +8,18 @@ runtime settings (`LocalSystem.from_route_table`). Everything listens on 127.0.0
 from __future__ import annotations
 
 import contextlib
+import shutil
+import signal
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import redis as redis_py
+
 from classwire.settings import JwtSettings, RedisSettings, Settings
-from localcloud.cache import RedisServer, free_port
+from localcloud.cache import RedisServer, ReplicationGroup, free_port
 from localcloud.emulator import REGION, AwsEmulator
-from localcloud.gateway import GatewayThread, Limits
+from localcloud.gateway import GatewayProcess, GatewayThread, Limits
 from localcloud.manifest import Manifest
 from localcloud.tokens import issue_token, signing_key
 
@@ -27,6 +32,11 @@ class LocalSystem:
 
     `manifest=None` builds the API from the route table, running the handlers from `code` (a
     directory or a zip) with the runtime settings the local environment would get.
+
+    For fault tests: `redis="replicated"` puts a primary and a replica behind a primary endpoint
+    (`failover()` moves it, as ElastiCache does), and `gateway="process"` runs the gateway as its own
+    process on a fixed port (`restart_gateway()`; clients reconnect to the same URL).
+    `max_concurrency` is the number of execution environments per function.
     """
 
     def __init__(
@@ -41,7 +51,14 @@ class LocalSystem:
         gateway_port: int = 0,
         aws_port: int = 0,
         deploy: Callable[[AwsEmulator], Manifest] | None = None,
+        redis: str = "single",
+        gateway: str = "thread",
+        max_concurrency: int = 10,
     ):
+        if redis not in ("single", "replicated") or gateway not in ("thread", "process"):
+            raise ValueError(
+                f"redis must be single|replicated and gateway thread|process, got {redis}, {gateway}"
+            )
         self.manifest = manifest
         self.code = code
         self.limits = limits or Limits()
@@ -52,15 +69,20 @@ class LocalSystem:
         self.aws_port = aws_port
         # `deploy(aws)` applies the stack to the emulator and returns the API it created (make deploy).
         self.deploy = deploy
-        self.redis: RedisServer | None = None
+        self.redis_mode = redis
+        self.gateway_mode = gateway
+        self.max_concurrency = max_concurrency
+        self.redis: RedisServer | ReplicationGroup | None = None
         self.aws: AwsEmulator | None = None
-        self._gateway: GatewayThread | None = None
+        self._gateway: GatewayThread | GatewayProcess | None = None
         self._stack = contextlib.ExitStack()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> LocalSystem:
         try:
-            self.redis = self._stack.enter_context(RedisServer())
+            self.redis = self._stack.enter_context(
+                ReplicationGroup() if self.redis_mode == "replicated" else RedisServer()
+            )
             self.aws = self._stack.enter_context(AwsEmulator(self.aws_port or None))
             if self.deploy is not None:
                 self.manifest = self.deploy(self.aws)
@@ -71,9 +93,25 @@ class LocalSystem:
                     jwt=JwtSettings(algorithms=("HS256",), secret_arn=secret_arn),
                 ).validate()
                 self.manifest = Manifest.from_route_table(self.code, settings.to_env())
-            self._gateway = GatewayThread(
-                self.manifest, port=self.gateway_port, limits=self.limits, environment=self._local_environment()
-            )
+            if self.gateway_mode == "process":
+                work_dir = Path(tempfile.mkdtemp(prefix="classwire-gateway-"))
+                self._stack.callback(shutil.rmtree, work_dir, ignore_errors=True)
+                self._gateway = GatewayProcess(
+                    self.manifest,
+                    work_dir=work_dir,
+                    port=self.gateway_port,
+                    limits=self.limits,
+                    environment=self._local_environment(),
+                    max_concurrency=self.max_concurrency,
+                )
+            else:
+                self._gateway = GatewayThread(
+                    self.manifest,
+                    port=self.gateway_port,
+                    limits=self.limits,
+                    environment=self._local_environment(),
+                    max_concurrency=self.max_concurrency,
+                )
             self._stack.enter_context(self._gateway)
             return self
         except BaseException:
@@ -93,14 +131,49 @@ class LocalSystem:
     @property
     def websocket_url(self) -> str:
         assert self._gateway is not None
+        if isinstance(self._gateway, GatewayProcess):
+            return self._gateway.websocket_url
         return self._gateway.gateway.websocket_url
 
     @property
     def management_endpoint(self) -> str:
         assert self._gateway is not None
+        if isinstance(self._gateway, GatewayProcess):
+            return self._gateway.management_endpoint
         return self._gateway.gateway.management_endpoint
 
-    def token(self, user: str, classroom: str | list[str], role: str = "student", name: str = "", **kw) -> str:
+    def redis_client(self) -> redis_py.Redis:
+        """A client of the current primary (through the primary endpoint when replicated)."""
+        assert self.redis is not None
+        return redis_py.Redis.from_url(self.redis.url, socket_timeout=5)
+
+    # -- faults ----------------------------------------------------------------------------------
+    def restart_gateway(self, sig: int = signal.SIGTERM) -> None:
+        """Stops the gateway process (SIGTERM: cleanly; SIGKILL: no `$disconnect` runs) and starts it
+        again on the same port."""
+        if not isinstance(self._gateway, GatewayProcess):
+            raise RuntimeError("restart_gateway needs LocalSystem(gateway='process')")
+        self._gateway.restart(sig)
+
+    def kill_gateway(self, sig: int = signal.SIGKILL) -> None:
+        if not isinstance(self._gateway, GatewayProcess):
+            raise RuntimeError("kill_gateway needs LocalSystem(gateway='process')")
+        self._gateway.stop(sig)
+
+    def start_gateway(self) -> None:
+        if not isinstance(self._gateway, GatewayProcess):
+            raise RuntimeError("start_gateway needs LocalSystem(gateway='process')")
+        self._gateway.start()
+
+    def failover(self) -> None:
+        """ElastiCache-style: promote the replica without waiting for it, move the primary endpoint."""
+        if not isinstance(self.redis, ReplicationGroup):
+            raise RuntimeError("failover needs LocalSystem(redis='replicated')")
+        self.redis.failover()
+
+    def token(
+        self, user: str, classroom: str | list[str], role: str = "student", name: str = "", **kw
+    ) -> str:
         classrooms = [classroom] if isinstance(classroom, str) else classroom
         return issue_token(
             user, classrooms, role, name, key=self.key, issuer=self.issuer, audience=self.audience, **kw
@@ -127,4 +200,3 @@ class LocalSystem:
             "AWS_DEFAULT_REGION": REGION,
             "CLASSWIRE_MANAGEMENT_ENDPOINT": f"http://127.0.0.1:{self.gateway_port}/{self.manifest.stage}",
         }
-
