@@ -1,0 +1,239 @@
+"""BootstrapStack: per AWS account, the state bucket of each environment it hosts, GitHub's OIDC provider,
+and per environment a deploy role and a read-only plan role. Local state (it creates the remote one)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cdktf import App, LocalBackend, TerraformOutput, TerraformResourceLifecycle, TerraformStack
+from cdktf_cdktf_provider_aws.data_aws_iam_openid_connect_provider import DataAwsIamOpenidConnectProvider
+from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
+from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags, AwsProviderEndpoints
+from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
+from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
+    S3BucketLifecycleConfiguration,
+    S3BucketLifecycleConfigurationRule,
+    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload,
+    S3BucketLifecycleConfigurationRuleFilter,
+    S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
+    S3BucketOwnershipControls,
+    S3BucketOwnershipControlsRule,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
+from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
+from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
+    S3BucketServerSideEncryptionConfigurationA,
+    S3BucketServerSideEncryptionConfigurationRuleA,
+    S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
+    S3BucketVersioningA,
+    S3BucketVersioningVersioningConfiguration,
+)
+from constructs import Construct
+
+from . import policies
+from .config import GITHUB_OIDC_HOST, PROJECT, STS_AUDIENCE, BootstrapConfig
+
+STACK_NAME = f"{PROJECT}-bootstrap"
+# The same provider line as the classwire stacks (terraform/classwire_infra/stack.py).
+AWS_PROVIDER_VERSION = "~> 5.99"
+
+
+class StateBucket(Construct):
+    """An environment's Terraform state: versioned, encrypted, private, TLS only, never destroyed by Terraform."""
+
+    def __init__(
+        self, scope: Construct, id: str, *, bucket: str, partition: str, noncurrent_days: int
+    ) -> None:
+        super().__init__(scope, id)
+        self.bucket = S3Bucket(
+            self,
+            "bucket",
+            bucket=bucket,
+            force_destroy=False,
+            lifecycle=TerraformResourceLifecycle(prevent_destroy=True),
+        )
+        S3BucketVersioningA(
+            self,
+            "versioning",
+            bucket=self.bucket.id,
+            versioning_configuration=S3BucketVersioningVersioningConfiguration(status="Enabled"),
+        )
+        # SSE-S3: the plan role reads state without any KMS permission (it is denied kms:Decrypt).
+        S3BucketServerSideEncryptionConfigurationA(
+            self,
+            "encryption",
+            bucket=self.bucket.id,
+            rule=[
+                S3BucketServerSideEncryptionConfigurationRuleA(
+                    apply_server_side_encryption_by_default=(
+                        S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
+                            sse_algorithm="AES256"
+                        )
+                    ),
+                    bucket_key_enabled=True,
+                )
+            ],
+        )
+        S3BucketPublicAccessBlock(
+            self,
+            "public_access_block",
+            bucket=self.bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+        )
+        S3BucketOwnershipControls(
+            self,
+            "ownership",
+            bucket=self.bucket.id,
+            rule=S3BucketOwnershipControlsRule(object_ownership="BucketOwnerEnforced"),
+        )
+        S3BucketPolicy(
+            self,
+            "policy",
+            bucket=self.bucket.id,
+            policy=json.dumps(policies.state_bucket_policy(bucket, partition)),
+        )
+        S3BucketLifecycleConfiguration(
+            self,
+            "lifecycle",
+            bucket=self.bucket.id,
+            rule=[
+                S3BucketLifecycleConfigurationRule(
+                    id="expire-old-state-versions",
+                    status="Enabled",
+                    filter=[S3BucketLifecycleConfigurationRuleFilter(prefix="")],
+                    noncurrent_version_expiration=[
+                        S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(
+                            noncurrent_days=noncurrent_days
+                        )
+                    ],
+                    abort_incomplete_multipart_upload=[
+                        S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(
+                            days_after_initiation=7
+                        )
+                    ],
+                )
+            ],
+        )
+
+
+class GithubRole(Construct):
+    """A role GitHub Actions jobs assume through OIDC, with its policies in code."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        name: str,
+        description: str,
+        trust: dict,
+        inline: dict,
+        managed_policy_arns: tuple[str, ...] = (),
+        max_session_seconds: int = 3600,
+        depends_on: list | None = None,
+    ) -> None:
+        super().__init__(scope, id)
+        self.role = IamRole(
+            self,
+            "role",
+            name=name,
+            description=description,
+            assume_role_policy=json.dumps(trust),
+            max_session_duration=max_session_seconds,
+            depends_on=depends_on,
+        )
+        IamRolePolicy(self, "policy", role=self.role.name, name=name, policy=json.dumps(inline))
+        for index, arn in enumerate(managed_policy_arns):
+            IamRolePolicyAttachment(self, f"managed_{index}", role=self.role.name, policy_arn=arn)
+        self.arn = self.role.arn
+
+
+class BootstrapStack(TerraformStack):
+    def __init__(self, scope: Construct, config: BootstrapConfig, *, aws_endpoint: str | None = None) -> None:
+        super().__init__(scope, STACK_NAME)
+        self.config = config
+        LocalBackend(self, path="terraform.tfstate")
+        tags = [AwsProviderDefaultTags(tags={"project": PROJECT, "managed-by": "classwire-bootstrap"})]
+        if aws_endpoint is None:
+            AwsProvider(
+                self, "aws", region=config.region, allowed_account_ids=[config.account_id], default_tags=tags
+            )
+        else:  # the tests' emulator (moto): its documented test credentials, every endpoint there
+            AwsProvider(
+                self,
+                "aws",
+                region=config.region,
+                default_tags=tags,
+                access_key="testing",
+                secret_key="testing",
+                skip_credentials_validation=True,
+                skip_requesting_account_id=True,
+                skip_metadata_api_check="true",
+                s3_use_path_style=True,
+                endpoints=[AwsProviderEndpoints(iam=aws_endpoint, s3=aws_endpoint, sts=aws_endpoint)],
+            )
+        self.add_override("terraform.required_providers.aws.version", AWS_PROVIDER_VERSION)
+
+        if config.create_oidc_provider:
+            # No thumbprints: AWS verifies GitHub's certificate through its own trusted CAs.
+            provider = IamOpenidConnectProvider(
+                self, "github_oidc", url=f"https://{GITHUB_OIDC_HOST}", client_id_list=[STS_AUDIENCE]
+            )
+            depends = [provider]
+        else:
+            DataAwsIamOpenidConnectProvider(self, "github_oidc", url=f"https://{GITHUB_OIDC_HOST}")
+            depends = []
+
+        read_only = policies.READ_ONLY_POLICY.format(partition=config.partition)
+        for env in config.environments:
+            state = config.state(env)
+            StateBucket(
+                self,
+                f"state_{env}",
+                bucket=state.bucket,
+                partition=config.partition,
+                noncurrent_days=config.noncurrent_state_version_days,
+            )
+            deploy = GithubRole(
+                self,
+                f"deploy_{env}",
+                name=config.deploy_role_name(env),
+                description=f"GitHub Actions deploy of {PROJECT}-{env} (GitHub Environment {env} only)",
+                trust=policies.trust_policy(config, (config.environment_subject(env),)),
+                inline=policies.deploy_policy(config, env),
+                managed_policy_arns=(read_only,),
+                max_session_seconds=config.deploy_session_seconds,
+                depends_on=depends,
+            )
+            plan = GithubRole(
+                self,
+                f"plan_{env}",
+                name=config.plan_role_name(env),
+                description=f"GitHub Actions read-only plan of {PROJECT}-{env} (pull requests, main)",
+                trust=policies.trust_policy(config, config.plan_subjects),
+                inline=policies.plan_policy(config, env),
+                managed_policy_arns=(read_only,),
+                depends_on=depends,
+            )
+            TerraformOutput(self, f"deploy_role_arn_{env}", value=deploy.arn)
+            TerraformOutput(self, f"plan_role_arn_{env}", value=plan.arn)
+            TerraformOutput(self, f"state_bucket_{env}", value=state.bucket)
+
+
+def synth(config: BootstrapConfig, out: Path, *, aws_endpoint: str | None = None) -> Path:
+    """Write `out/stacks/classwire-bootstrap/cdk.tf.json` and return that directory."""
+    app = App(outdir=str(out), skip_validation=False)
+    BootstrapStack(app, config, aws_endpoint=aws_endpoint)
+    app.synth()
+    return out / "stacks" / STACK_NAME
