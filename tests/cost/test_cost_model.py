@@ -1,0 +1,344 @@
+"""The cost model: hand-checked numbers on a small synthetic stack and profile, the real stacks' facts, the
+price file's citations, 32 KB metering, the output files and what each lever changes."""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+
+import pytest
+
+from tests.cost.conftest import ROOT
+
+HOURS = 730
+ACTIVE_SECONDS = 3600  # the synthetic profile: one hour on one day
+
+
+def synthetic_stack(nat_gateways: int = 1) -> dict:
+    """Two AZs, one NAT, two cache.t4g.small nodes, four 1024 MB arm64 functions, 30-day logs."""
+
+    def function(role: str) -> dict:
+        return {
+            "function_name": f"cw-test-{role}",
+            "memory_size": 1024,
+            "architectures": ["arm64"],
+            "logging_config": {"log_group": f"${{aws_cloudwatch_log_group.{role}_logs.name}}"},
+            "environment": {
+                "variables": {"CLASSWIRE_LOG_MAX_EVENTS": "10000", "CLASSWIRE_LOG_MAX_AGE_SECONDS": "86400"}
+            },
+        }
+
+    roles = ("authorizer", "connect", "disconnect", "message")
+    groups = {f"{r}_logs": {"name": f"/aws/lambda/cw-test-{r}", "retention_in_days": 30} for r in roles}
+    groups |= {"access": {"retention_in_days": 30}, "flow": {"retention_in_days": 30}}
+    return {
+        "provider": {"aws": [{"region": "us-east-1"}]},
+        "resource": {
+            "aws_subnet": {
+                f"s{i}": {"availability_zone": az} for i, az in enumerate(["us-east-1a", "us-east-1b"] * 2)
+            },
+            "aws_nat_gateway": {f"nat{i}": {} for i in range(nat_gateways)},
+            "aws_eip": {f"eip{i}": {} for i in range(nat_gateways)},
+            "aws_elasticache_replication_group": {
+                "rg": {"node_type": "cache.t4g.small", "num_cache_clusters": 2}
+            },
+            "aws_lambda_function": {r: function(r) for r in roles},
+            "aws_cloudwatch_log_group": groups,
+            "aws_apigatewayv2_stage": {
+                "stage": {
+                    "access_log_settings": {
+                        "destination_arn": "${aws_cloudwatch_log_group.access.arn}",
+                        "format": '{"requestId": "$context.requestId", "status": "$context.status"}',
+                    }
+                }
+            },
+            "aws_flow_log": {
+                "flow": {
+                    "log_destination": "${aws_cloudwatch_log_group.flow.arn}",
+                    "max_aggregation_interval": 60,
+                }
+            },
+            "aws_cloudwatch_metric_alarm": {"a1": {"period": 60}, "a2": {"period": 300}},
+            "aws_cloudwatch_dashboard": {"d": {}},
+            "aws_kms_key": {"k": {}},
+            "aws_secretsmanager_secret": {"s": {}},
+        },
+    }
+
+
+def synthetic_profile(cost_model, **changes):
+    data = {
+        "name": "synthetic",
+        "description": "100 users in 10 rooms for one hour",
+        "peak_concurrent_users": 100,
+        "classrooms": 10,
+        "hours_per_day": 1,
+        "days_per_month": 1,
+        "average_to_peak": 1.0,
+        "ping_interval_seconds": 60,
+        "reconnects_per_connection_hour": 0,
+        "reconnect_gap_seconds": 5,
+        "stroke_coalescing_factor": 1,
+        "events": {
+            "chat": {"per_member_per_second": 0.01, "data_bytes": 20},
+            "stroke": {"per_member_per_second": 0.02, "data_bytes": 100, "fixed_data_bytes": 50},
+            "cursor": {"per_member_per_second": 0.05, "data_bytes": 25},
+        },
+        "ids": {
+            "user_id_chars": 4,
+            "name_chars": 3,
+            "classroom_id_chars": 2,
+            "client_id_chars": 2,
+            "connection_id_chars": 16,
+        },
+        "lambda_timing": {
+            "full_vcpu_memory_mb": 1769,
+            "redis_round_trip_ms": 1.0,
+            "post_round_trip_ms": 10.0,
+            "cpu_ms_per_frame": 2.0,
+            "cpu_ms_per_delivery": 0.1,
+            "authorizer_cpu_ms": 4.0,
+        },
+        "logs": {
+            "platform_bytes_per_invocation": 700,
+            "emf_bytes_per_invocation": 400,
+            "app_bytes_per_connect": 300,
+            "app_bytes_per_message": 0,
+            "compression_ratio": 0.15,
+        },
+        "network": {
+            "post_request_overhead_bytes": 1700,
+            "post_response_bytes": 300,
+            "redis_request_overhead_bytes": 400,
+            "redis_reply_bytes_per_member": 24,
+        },
+        "flow_logs": {
+            "warm_environments_per_concurrent_execution": 2.0,
+            "flows_per_environment": 8,
+            "records_per_flow": 5,
+            "record_bytes": 130,
+        },
+        "monthly_requests": {"kms": 20_000, "secrets_manager": 10_000},
+    }
+    data.update(changes)
+    return cost_model.build(cost_model.UsageProfile, data, where="synthetic")
+
+
+@pytest.fixture
+def small(cost_model, prices):
+    stack = cost_model.StackFacts.from_json(synthetic_stack(), name="synthetic")
+    profile = synthetic_profile(cost_model)
+    return stack, profile, cost_model.estimate(stack, profile, prices)
+
+
+def test_fixed_components_by_hand(small):
+    _, _, result = small
+    lines = result.by_component()
+    assert lines["NAT gateway hours"] == pytest.approx(1 * HOURS * 0.045)  # $32.85
+    assert lines["ElastiCache nodes"] == pytest.approx(2 * HOURS * 0.032)  # $46.72
+    assert lines["Public IPv4 addresses (NAT Elastic IPs)"] == pytest.approx(HOURS * 0.005)
+    assert lines["CloudWatch alarms"] == pytest.approx(2 * 0.10)
+    assert lines["KMS keys"] == 1.00 and lines["CloudWatch dashboards"] == 3.00
+    assert lines["KMS requests"] == pytest.approx(20_000 / 10_000 * 0.03)
+
+
+def test_messages_connection_minutes_and_nat_bytes_by_hand(small, cost_model):
+    _, _, result = small
+    quantity = {line.component: line.quantity for line in result.lines}
+    # 100 members, 10 per room: chat 1/s, strokes 2/s, cursors 5/s in; each delivered to its 10 members;
+    # a ping every 60 s per member, each answered by a pong.
+    sends = 100 * (0.01 + 0.02 + 0.05)
+    pings = 100 / 60
+    assert quantity["API Gateway messages"] == pytest.approx(
+        ACTIVE_SECONDS * (sends + sends * 10 + 2 * pings)
+    )
+    assert result.by_component()["API Gateway messages"] == pytest.approx(
+        quantity["API Gateway messages"] / 1e6 * 1.00
+    )
+    assert quantity["API Gateway connection minutes"] == pytest.approx(100 * 60)
+
+    # The chat frame written out by hand, with its 20-byte data: what each member gets, through the NAT.
+    data = '"' + "x" * 18 + '"'
+    chat = (
+        '{"type":"event","classroom":"cc","seq":123456,"eid":"9f2c0a1b3d4e5f60","prev":"9f2c0a1b3d4e5f60",'
+        f'"id":"mm","from":"uuuu","role":"student","name":"nnn","event":"chat","data":{data},"ts":1764000000000}}'
+    )
+    ids = result.profile.ids
+    assert cost_model.event_frame_bytes("chat", 20, True, ids) == len(chat)
+    stroke = cost_model.event_frame_bytes("stroke", 150, True, ids)
+    cursor = cost_model.event_frame_bytes("cursor", 25, False, ids)  # volatile: no seq, eid, prev
+    assert cursor == cost_model.event_frame_bytes("cursor", 25, True, ids) - len(
+        ',"seq":123456,"eid":"9f2c0a1b3d4e5f60","prev":"9f2c0a1b3d4e5f60"'
+    )
+    per_second = 10 * (1 * (len(chat) + 2000) + 2 * (stroke + 2000) + 5 * (cursor + 2000))
+    assert quantity["NAT data processing (fan-out to @connections)"] == pytest.approx(
+        per_second * ACTIVE_SECONDS / 1024**3
+    )
+
+
+def test_lambda_requests_and_duration_by_hand(small):
+    _, _, result = small
+    quantity = {line.component: line.quantity for line in result.lines}
+    sends, pings = 8.0, 100 / 60
+    assert quantity["Lambda requests"] == pytest.approx((sends + pings) * ACTIVE_SECONDS)
+    # send: 1 ms Redis + 10 ms posts + (2 + 0.1 x 10) ms CPU x 1769/1024 = 16.18 -> 17 ms billed; ping: 1 + 2 x 1.73 -> 5.
+    send_ms = math.ceil(11 + 3 * 1769 / 1024)
+    ping_ms = math.ceil(1 + 2 * 1769 / 1024)
+    assert (send_ms, ping_ms) == (17, 5)
+    assert quantity["Lambda duration (arm64)"] == pytest.approx(
+        (sends * send_ms + pings * ping_ms) / 1000 * ACTIVE_SECONDS * 1.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "units"),
+    [(1, 1), (32 * 1024, 1), (32 * 1024 + 1, 2), (64 * 1024, 2), (100 * 1024, 4), (128 * 1024, 4)],
+)
+def test_messages_are_metered_in_32_kb_units_rounded_up(cost_model, size, units):
+    assert cost_model.metered_units(size) == units
+
+
+def test_a_frame_over_32_kb_costs_two_messages_per_delivery(cost_model, prices):
+    stack = cost_model.StackFacts.from_json(synthetic_stack(), name="synthetic")
+    small = synthetic_profile(
+        cost_model, events={"chat": {"per_member_per_second": 0.01, "data_bytes": 20_000}}
+    )
+    large = synthetic_profile(
+        cost_model, events={"chat": {"per_member_per_second": 0.01, "data_bytes": 40_000}}
+    )
+    messages = [
+        {line.component: line.quantity for line in cost_model.estimate(stack, p, prices).lines}[
+            "API Gateway messages"
+        ]
+        for p in (small, large)
+    ]
+    chat_messages = ACTIVE_SECONDS * (1 + 10)  # 1 send/s in, 10 deliveries/s out
+    assert messages[1] - messages[0] == pytest.approx(chat_messages)
+
+
+def test_tiered_prices_apply_per_tier(prices):
+    messages = prices["api_gateway_messages"]
+    assert messages.cost(1e9) == pytest.approx(1_000)
+    assert messages.cost(3e9) == pytest.approx(1_000 + 2_000 * 0.80)
+
+
+def test_reads_the_real_dev_and_prod_stacks(cost_model, synthesized):
+    from classwire_infra.config import load
+
+    for env in ("dev", "prod"):
+        facts = cost_model.StackFacts.from_json(synthesized[env], name=env)
+        config = load(env)
+        assert facts.nat_gateways == config.nat_gateway_count
+        assert facts.public_ipv4 == config.nat_gateway_count
+        assert facts.availability_zones == len(config.availability_zones)
+        assert facts.cache_node_type == config.redis_node_type
+        assert facts.cache_nodes == config.redis_node_count
+        assert set(facts.functions) == {"authorizer", "connect", "disconnect", "message"}
+        for function in facts.functions.values():
+            assert function.memory_mb == config.lambda_memory_mb
+            assert function.architecture == config.lambda_architecture
+            assert function.retention_days == config.log_retention_days
+        assert facts.access_log_retention_days == facts.flow_log_retention_days == config.log_retention_days
+        assert facts.flow_logs == 1 and facts.kms_keys == 1 and facts.dashboards == 1
+        assert facts.alarm_metrics_standard > 0
+        assert facts.secrets == (1 if config.jwt_uses_secret else 0)
+        assert facts.log_max_events == config.limits.log_max_events
+        assert "$context.connectionId" in facts.access_log_format.values()
+    dev = cost_model.StackFacts.from_json(synthesized["dev"])
+    prod = cost_model.StackFacts.from_json(synthesized["prod"])
+    assert (dev.nat_gateways, dev.cache_node_type, dev.functions["message"].memory_mb) == (
+        1,
+        "cache.t4g.small",
+        512,
+    )
+    assert (prod.nat_gateways, prod.cache_node_type, prod.functions["message"].memory_mb) == (
+        3,
+        "cache.r7g.large",
+        1024,
+    )
+
+
+def test_every_price_has_a_source_and_a_date(prices):
+    with open(ROOT / "cost" / "prices.toml", "rb") as file:
+        raw = tomllib.load(file)
+    assert raw["meta"]["region"] == "us-east-1"
+    for price in prices.aws.values():
+        assert price.source.startswith("https://"), price.key
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", price.retrieved), price.key
+    entries = [e for k, e in raw["aws"].items() if k != "elasticache_node_hour"]
+    entries += list(raw["aws"]["elasticache_node_hour"].values())
+    assert all(e["region"] == "us-east-1" for e in entries)
+    for vendor in (raw["pusher"], raw["ably"]):
+        assert vendor["source"].startswith("https://") and re.fullmatch(
+            r"\d{4}-\d{2}-\d{2}", vendor["retrieved"]
+        )
+        assert vendor["counting_source"].startswith("https://")
+    # Every node type a stack uses has a price.
+    from classwire_infra.config import ENVIRONMENTS, load
+
+    for env in ENVIRONMENTS:
+        assert f"elasticache_node_hour:{load(env).redis_node_type}" in prices.aws
+
+
+def test_the_reference_profile_loads_and_unknown_keys_are_refused(cost_model):
+    profile = cost_model.load_profile(cost_model.DEFAULT_PROFILE)
+    assert (profile.peak_concurrent_users, profile.classrooms) == (5000, 500)
+    assert (profile.hours_per_day, profile.days_per_month) == (8, 22)
+    with pytest.raises(ValueError, match="unknown keys"):
+        synthetic_profile(cost_model, typo=1)
+    with pytest.raises(ValueError, match="not an event type"):
+        synthetic_profile(cost_model, events={"doodle": {"per_member_per_second": 1.0, "data_bytes": 1}})
+
+
+def test_writes_the_markdown_and_the_chart(cost_model, prices, small, tmp_path):
+    stack, profile, result = small
+    markdown, svg = cost_model.write_results(
+        "test",
+        result,
+        cost_model.levers(stack, profile, prices),
+        prices,
+        cost_model.DEFAULT_PROFILE,
+        tmp_path,
+    )
+    assert markdown == tmp_path / "test-synthetic.md" and svg == tmp_path / "test-synthetic.svg"
+    text = markdown.read_text()
+    assert "| **Total** |" in text and "Pusher Channels" in text and "Ably" in text and "## Levers" in text
+    assert f"{result.total:,.2f}" in text
+    assert svg.read_text().startswith("<svg") and "Ably" in svg.read_text()
+
+
+def test_vendors_count_messages_their_own_way(small):
+    _, _, result = small
+    sends, room = 8.0, 10
+    pusher, ably = result.vendors["Pusher Channels"], result.vendors["Ably"]
+    assert pusher["messages_per_day"] == pytest.approx(sends * room * 3600)  # publish + 9 other members
+    assert ably["messages_per_month"] == pytest.approx(sends * (1 + room) * ACTIVE_SECONDS)  # echo included
+    # 288,000 messages/day is over the Sandbox's 200,000: the cheapest plan that fits is Startup.
+    assert (pusher["plan"], pusher["usd"], pusher["list_price"]) == ("Startup", 49.0, True)
+
+
+def test_each_lever_changes_exactly_its_components(cost_model, prices, small):
+    stack, profile, _ = small
+    results = {lever.name[:3]: lever for lever in cost_model.levers(stack, profile, prices)}
+    fixed = {line.component for line in results["(a)"].baseline.lines if line.kind == cost_model.FIXED}
+
+    assert set(results["(c)"].changed_components()) == {
+        "NAT gateway hours",
+        "Public IPv4 addresses (NAT Elastic IPs)",
+        "Cross-AZ transfer: Lambda to NAT",
+    }
+    assert results["(c)"].variant.stack.nat_gateways == 2
+    assert results["(c)"].changed_components()["NAT gateway hours"] == pytest.approx(HOURS * 0.045)
+
+    assert set(results["(d)"].changed_components()) == {"ElastiCache nodes"}
+    assert results["(d)"].delta == pytest.approx(2 * HOURS * (0.219 - 0.032))
+
+    coalesced = results["(b)"].changed_components()
+    assert "API Gateway messages" in coalesced and coalesced["API Gateway messages"] < 0
+    assert not set(coalesced) & fixed
+
+    cursors = results["(a)"].changed_components()
+    assert "NAT data processing (fan-out to @connections)" in cursors  # logged frames carry seq, eid, prev
+    assert not set(cursors) & fixed
+    assert "API Gateway messages" not in cursors  # still one 32 KB unit per frame
