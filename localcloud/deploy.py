@@ -45,7 +45,9 @@ def run(command: list[str], *, env: dict[str, str] | None = None, what: str) -> 
     """Runs a step; on failure shows its own output, since that is where the reason is."""
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise DeployError(f"{what} failed (exit {result.returncode}):\n{result.stdout[-4000:]}{result.stderr[-4000:]}")
+        raise DeployError(
+            f"{what} failed (exit {result.returncode}):\n{result.stdout[-4000:]}{result.stderr[-4000:]}"
+        )
     return result.stdout
 
 
@@ -79,7 +81,9 @@ def apply_stack(config: EnvConfig, timings: dict[str, float], say: Callable[[str
         timings["terraform init"] = time.monotonic() - started
         say("terraform apply (about a minute and a half: the AWS provider waits for the cache cluster)")
         started = time.monotonic()
-        applied = run([*terraform, "apply", "-auto-approve", "-input=false", "-no-color"], env=env, what="apply")
+        applied = run(
+            [*terraform, "apply", "-auto-approve", "-input=false", "-no-color"], env=env, what="apply"
+        )
         timings["terraform apply"] = time.monotonic() - started
         say(next((line for line in applied.splitlines() if line.startswith("Apply complete")), "applied"))
         state = json.loads(run([*terraform, "show", "-json"], env=env, what="terraform show"))
@@ -109,8 +113,12 @@ def wait_for_interrupt() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("CLASSWIRE_LOCAL_PORT", DEFAULT_GATEWAY_PORT)))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("CLASSWIRE_LOCAL_PORT", DEFAULT_GATEWAY_PORT))
+    )
     parser.add_argument(
         "--web-port", type=int, default=int(os.environ.get("CLASSWIRE_LOCAL_WEB_PORT", DEFAULT_WEB_PORT))
     )
@@ -133,11 +141,14 @@ def main(argv: list[str] | None = None) -> int:
             issuer=config.jwt.issuer,
             audience=config.jwt.audience,
         )
-        with system, DemoWebServer(
-            lambda user, classroom, role, name: system.token(user, classroom, role, name),
-            system.websocket_url,
-            port=args.web_port,
-        ) as web:
+        with (
+            system,
+            DemoWebServer(
+                lambda user, classroom, role, name: system.token(user, classroom, role, name),
+                system.websocket_url,
+                port=args.web_port,
+            ) as web,
+        ):
             timings["total"] = time.monotonic() - started
             say("timings: " + ", ".join(f"{step} {seconds:.1f}s" for step, seconds in timings.items()))
             print(

@@ -155,7 +155,9 @@ class Manifest:
             )
             for fn in by_type["aws_lambda_function"]
         }
-        integrations = {i["id"]: functions[i["integration_uri"]].name for i in by_type["aws_apigatewayv2_integration"]}
+        integrations = {
+            i["id"]: functions[i["integration_uri"]].name for i in by_type["aws_apigatewayv2_integration"]
+        }
         two_way = {r["route_id"] for r in by_type.get("aws_apigatewayv2_route_response", [])}
         authorizers = {a["id"]: a for a in by_type.get("aws_apigatewayv2_authorizer", [])}
         routes, authorizer = [], None
@@ -168,7 +170,9 @@ class Manifest:
                     identity_source=tuple(found["identity_sources"]),
                 )
             target = route["target"].removeprefix("integrations/")
-            routes.append(RouteSpec(route["route_key"], integrations[target], route["id"] in two_way, authorized))
+            routes.append(
+                RouteSpec(route["route_key"], integrations[target], route["id"] in two_way, authorized)
+            )
         arn_parts = api["arn"].split(":") if api.get("arn") else []
         return cls(
             functions={fn.name: fn for fn in functions.values()},

@@ -73,7 +73,10 @@ class DemoWebServer:
             return HTTPStatus.BAD_REQUEST, {"error": "classroom must match " + CLASSROOM_ID.pattern}
         if role not in ROLES:
             return HTTPStatus.BAD_REQUEST, {"error": "role must be teacher or student"}
-        return HTTPStatus.OK, {"token": self.issue_token(user, classroom, role, name), "url": self.websocket_url}
+        return HTTPStatus.OK, {
+            "token": self.issue_token(user, classroom, role, name),
+            "url": self.websocket_url,
+        }
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         site = self

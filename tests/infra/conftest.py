@@ -75,8 +75,9 @@ def stacks(workspace, placeholder_zip) -> dict[str, Synthesized]:
         directory = main.synth(name, out=out, zip_file=placeholder_zip)
         result[name] = Synthesized(name, directory, time.monotonic() - started)
     started = time.monotonic()
-    directory = main.synth("dev", out=workspace / "cdktf.out.emulator", aws_endpoint=EMULATOR_ENDPOINT,
-                           zip_file=placeholder_zip)
+    directory = main.synth(
+        "dev", out=workspace / "cdktf.out.emulator", aws_endpoint=EMULATOR_ENDPOINT, zip_file=placeholder_zip
+    )
     result["emulator"] = Synthesized("emulator", directory, time.monotonic() - started, env="dev")
     return result
 
@@ -85,8 +86,12 @@ def stacks(workspace, placeholder_zip) -> dict[str, Synthesized]:
 def terraform_environment(tmp_path_factory) -> dict[str, str]:
     """Environment for `terraform`: providers from the machine's mirror (scripts/terraform-cli-config)."""
     config = tmp_path_factory.mktemp("terraform") / "terraformrc"
-    subprocess.run([str(ROOT / "scripts" / "terraform-cli-config"), str(config)], check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        [str(ROOT / "scripts" / "terraform-cli-config"), str(config)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return {
         **os.environ,
         "TF_CLI_CONFIG_FILE": str(config),

@@ -20,12 +20,20 @@ CONFIG = ROOT / ".checkov.yaml"
 
 def checkov(framework: str, file) -> dict:
     if not CHECKOV.exists():
-        pytest.fail("checkov is missing: UV_PROJECT_ENVIRONMENT=.venv-checkov uv sync --frozen --only-group checkov")
-    run = subprocess.run([str(CHECKOV), "--config-file", str(CONFIG), "--framework", framework, "-f", str(file),
-                          "-o", "json"], capture_output=True, text=True, timeout=600)
+        pytest.fail(
+            "checkov is missing: UV_PROJECT_ENVIRONMENT=.venv-checkov uv sync --frozen --only-group checkov"
+        )
+    run = subprocess.run(
+        [str(CHECKOV), "--config-file", str(CONFIG), "--framework", framework, "-f", str(file), "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     report = json.loads(run.stdout)
     report = report[0] if isinstance(report, list) else report
-    failed = [f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in report["results"]["failed_checks"]]
+    failed = [
+        f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in report["results"]["failed_checks"]
+    ]
     assert not failed, "\n".join(failed)
     summary = report["summary"]
     assert summary["parsing_errors"] == 0 and summary["passed"] > 100
@@ -43,17 +51,28 @@ def test_checkov_on_plan_json(workspace, placeholder_zip, terraform_environment,
     from localcloud.emulator import AwsEmulator
 
     with AwsEmulator(load_managed_policies=False) as aws:
-        directory = main.synth("dev", out=workspace / "cdktf.out.plan", aws_endpoint=aws.endpoint,
-                               zip_file=placeholder_zip)
+        directory = main.synth(
+            "dev", out=workspace / "cdktf.out.plan", aws_endpoint=aws.endpoint, zip_file=placeholder_zip
+        )
         environment = {**terraform_environment, **aws.client_environment}
         started = time.monotonic()
-        for command in (["terraform", "init", "-input=false", "-no-color"],
-                        ["terraform", "plan", "-input=false", "-no-color", "-out=plan.tfplan"]):
-            run = subprocess.run(command, cwd=directory, env=environment, capture_output=True, text=True,
-                                 timeout=600)
+        for command in (
+            ["terraform", "init", "-input=false", "-no-color"],
+            ["terraform", "plan", "-input=false", "-no-color", "-out=plan.tfplan"],
+        ):
+            run = subprocess.run(
+                command, cwd=directory, env=environment, capture_output=True, text=True, timeout=600
+            )
             assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-        show = subprocess.run(["terraform", "show", "-json", "plan.tfplan"], cwd=directory, env=environment,
-                              capture_output=True, text=True, timeout=300, check=True)
+        show = subprocess.run(
+            ["terraform", "show", "-json", "plan.tfplan"],
+            cwd=directory,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
         plan_seconds = time.monotonic() - started
     plan_file = directory / "plan.json"
     plan_file.write_text(show.stdout)

@@ -43,7 +43,10 @@ def test_unknown_environment_is_refused():
         ({"availability_zones": ("eu-west-1a", "eu-west-1b", "eu-west-1c")}, "must be in region us-east-1"),
         ({"vpc_cidr": "8.8.0.0/16"}, "private range"),
         ({"state": None}, "S3 backend is required"),
-        ({"custom_domain": CustomDomain("Not A Domain", "arn:aws:acm:us-east-1:1:certificate/x")}, "domain name"),
+        (
+            {"custom_domain": CustomDomain("Not A Domain", "arn:aws:acm:us-east-1:1:certificate/x")},
+            "domain name",
+        ),
     ],
 )
 def test_unsafe_prod_configs_are_refused_with_a_clear_message(change, message):
@@ -87,10 +90,12 @@ def test_subnets_fit_the_vpc_and_do_not_overlap():
     for env in ENVIRONMENTS:
         config = load(env)
         vpc = ipaddress.ip_network(config.vpc_cidr)
-        blocks = [ipaddress.ip_network(c) for c in config.private_subnet_cidrs() + config.public_subnet_cidrs()]
+        blocks = [
+            ipaddress.ip_network(c) for c in config.private_subnet_cidrs() + config.public_subnet_cidrs()
+        ]
         assert len(blocks) == 2 * len(config.availability_zones)
         assert all(block.subnet_of(vpc) for block in blocks)
-        assert not any(a.overlaps(b) for i, a in enumerate(blocks) for b in blocks[i + 1:])
+        assert not any(a.overlaps(b) for i, a in enumerate(blocks) for b in blocks[i + 1 :])
 
 
 def test_emulator_variant_keeps_the_shape_and_switches_to_local_state():

@@ -17,7 +17,9 @@ from classwire_infra.stack import EMULATED_SERVICES, ClasswireStack
 from .conftest import EMULATOR_ENDPOINT, ENVIRONMENTS
 
 AWS_ENVIRONMENTS = ("dev", "staging", "prod")
-CODE = LambdaCode(path="../../../dist/placeholder.zip", sha256_base64="47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
+CODE = LambdaCode(
+    path="../../../dist/placeholder.zip", sha256_base64="47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+)
 
 
 def one(block: dict[str, dict]) -> dict:
@@ -34,7 +36,11 @@ def ref_id(reference: str) -> str:
 
 def policy_statements(stack, function: str) -> list[dict]:
     """Every IAM statement attached to one function's role (inline policies, via their documents)."""
-    role = next(k for k, v in stack.resources("aws_iam_role").items() if v["name"] == f"classwire-{stack.env}-{function}")
+    role = next(
+        k
+        for k, v in stack.resources("aws_iam_role").items()
+        if v["name"] == f"classwire-{stack.env}-{function}"
+    )
     statements = []
     for policy in stack.resources("aws_iam_role_policy").values():
         if ref_id(policy["role"]) == role:
@@ -44,6 +50,7 @@ def policy_statements(stack, function: str) -> list[dict]:
 
 
 # -- network -------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(("env", "nat_count"), [("local", 1), ("dev", 1), ("staging", 3), ("prod", 3)])
 def test_nat_gateways_follow_the_nat_switch(stacks, env, nat_count):
@@ -74,6 +81,7 @@ def test_default_security_group_has_no_rules_and_flow_logs_are_on(stacks, env):
 
 # -- cache ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_redis_has_a_replica_in_another_az_and_is_encrypted(stacks, env):
     config = load(env)
@@ -93,7 +101,8 @@ def test_redis_has_a_replica_in_another_az_and_is_encrypted(stacks, env):
 @pytest.mark.parametrize("env", ("staging", "prod"))
 def test_failover_and_multi_az_are_on_in_staging_and_prod(stacks, env):
     CdktfTesting.to_have_resource_with_properties(
-        stacks[env].text, "aws_elasticache_replication_group",
+        stacks[env].text,
+        "aws_elasticache_replication_group",
         {"automatic_failover_enabled": True, "multi_az_enabled": True, "transit_encryption_enabled": True},
     )
 
@@ -119,6 +128,7 @@ def test_local_redis_has_no_auth(stacks):
 
 
 # -- functions -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_one_function_per_route_table_entry_from_the_shared_zip(stacks, env):
@@ -154,13 +164,17 @@ def test_iam_is_scoped_to_this_stack(stacks, env):
     stack = stacks[env]
     for document in stack.data("aws_iam_policy_document").values():
         for statement in document["statement"]:
-            assert all(action != "*" and not action.endswith(":*") for action in statement["actions"]), statement
+            assert all(action != "*" and not action.endswith(":*") for action in statement["actions"]), (
+                statement
+            )
             assert "*" not in statement["resources"], statement
             assert statement.get("effect", "Allow") == "Allow"
     # Managed policies are only AWS's own for VPC ENIs and X-Ray, which have no resource scope.
     attached = {a["policy_arn"] for a in stack.resources("aws_iam_role_policy_attachment").values()}
-    assert attached == {"arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
-                        "arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess"}
+    assert attached == {
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
+        "arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess",
+    }
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -168,8 +182,9 @@ def test_manage_connections_is_scoped_to_the_stage_and_verbs_of_the_route_table(
     stack = stacks[env]
     stage = load(env).stage_name
     for spec in routes.FUNCTIONS:
-        statements = [s for s in policy_statements(stack, spec.name)
-                      if "execute-api:ManageConnections" in s["actions"]]
+        statements = [
+            s for s in policy_statements(stack, spec.name) if "execute-api:ManageConnections" in s["actions"]
+        ]
         if not spec.manages_connections:
             assert not statements
             continue
@@ -191,14 +206,19 @@ def test_only_the_authorizer_reads_the_secret_and_only_redis_users_connect(stack
     stack = stacks[env]
     for spec in routes.FUNCTIONS:
         actions = {a for s in policy_statements(stack, spec.name) for a in s["actions"]}
-        assert ("secretsmanager:GetSecretValue" in actions) == (spec.reads_jwt_secret and load(env).jwt_uses_secret)
+        assert ("secretsmanager:GetSecretValue" in actions) == (
+            spec.reads_jwt_secret and load(env).jwt_uses_secret
+        )
         assert ("elasticache:Connect" in actions) == (spec.uses_redis and load(env).redis_iam_auth)
     if env != "local":
-        connect = next(s for s in policy_statements(stack, "message") if s["actions"] == ["elasticache:Connect"])
+        connect = next(
+            s for s in policy_statements(stack, "message") if s["actions"] == ["elasticache:Connect"]
+        )
         assert len(connect["resources"]) == 2  # the replication group and the IAM user
 
 
 # -- logs ----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_every_log_group_has_retention_and_encryption(stacks, env):
@@ -215,7 +235,9 @@ def test_every_log_group_has_retention_and_encryption(stacks, env):
 def test_access_log_is_json_without_the_query_string_or_token(stacks, env):
     stage = one(stacks[env].resources("aws_apigatewayv2_stage"))
     log_format = json.loads(stage["access_log_settings"]["format"])
-    assert {"requestId", "connectionId", "routeKey", "eventType", "status", "integrationError"} <= set(log_format)
+    assert {"requestId", "connectionId", "routeKey", "eventType", "status", "integrationError"} <= set(
+        log_format
+    )
     text = stage["access_log_settings"]["format"].lower()
     for forbidden in ("querystring", "token", "$request", "$input", "requestoverride", "identity.user"):
         assert forbidden not in text
@@ -226,6 +248,7 @@ def test_access_log_is_json_without_the_query_string_or_token(stacks, env):
 
 
 # -- API -----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_api_is_built_from_the_route_table(stacks, env):
@@ -239,7 +262,9 @@ def test_api_is_built_from_the_route_table(stacks, env):
     for route in routes.ROUTES:
         api_route = api_routes[route.key]
         integration = integrations[ref_id(api_route["target"].removeprefix("integrations/"))]
-        assert integration["integration_uri"].startswith(f"${{aws_lambda_function.functions_{route.function.name}_")
+        assert integration["integration_uri"].startswith(
+            f"${{aws_lambda_function.functions_{route.function.name}_"
+        )
         assert integration["integration_type"] == "AWS_PROXY"
         assert api_route["authorization_type"] == ("CUSTOM" if route.authorized else "NONE")
         assert (api_route.get("route_response_selection_expression") == "$default") == route.two_way
@@ -259,9 +284,12 @@ def test_lambda_permissions_are_scoped_to_this_api(stacks, env):
         assert permission["principal"] == "apigateway.amazonaws.com"
         assert permission["source_arn"].startswith("${aws_apigatewayv2_api.")
         assert permission["source_arn"].split("}", 1)[1] in (
-            {f"/*/{r.key}" for r in routes.ROUTES} | {"/authorizers/${aws_apigatewayv2_authorizer."
-                                                      + next(iter(stacks[env].resources("aws_apigatewayv2_authorizer")))
-                                                      + ".id}"}
+            {f"/*/{r.key}" for r in routes.ROUTES}
+            | {
+                "/authorizers/${aws_apigatewayv2_authorizer."
+                + next(iter(stacks[env].resources("aws_apigatewayv2_authorizer")))
+                + ".id}"
+            }
         )
 
 
@@ -270,12 +298,18 @@ def test_deployment_is_recreated_before_the_old_one_goes(stacks):
     assert deployment["lifecycle"]["create_before_destroy"] is True
     redeployment = deployment["triggers"]["redeployment"]
     assert redeployment.startswith("${sha1(jsonencode([")
-    for resource_type in ("aws_apigatewayv2_route", "aws_apigatewayv2_integration", "aws_apigatewayv2_authorizer",
-                          "aws_apigatewayv2_route_response"):
+    for resource_type in (
+        "aws_apigatewayv2_route",
+        "aws_apigatewayv2_integration",
+        "aws_apigatewayv2_authorizer",
+        "aws_apigatewayv2_route_response",
+    ):
         for name in stacks["prod"].resources(resource_type):
             assert f"{resource_type}.{name}." in redeployment
     stage = one(stacks["prod"].resources("aws_apigatewayv2_stage"))
-    assert ref_id(stage["deployment_id"]) == next(iter(stacks["prod"].resources("aws_apigatewayv2_deployment")))
+    assert ref_id(stage["deployment_id"]) == next(
+        iter(stacks["prod"].resources("aws_apigatewayv2_deployment"))
+    )
 
 
 def _synth_dev() -> dict:
@@ -295,10 +329,19 @@ def dev_triggers() -> dict:
 @pytest.mark.parametrize(
     "changed_routes",
     [
-        pytest.param(routes.ROUTES + (routes.Route("raise_hand", routes.MESSAGE, two_way=True),), id="route added"),
+        pytest.param(
+            routes.ROUTES + (routes.Route("raise_hand", routes.MESSAGE, two_way=True),), id="route added"
+        ),
         pytest.param(tuple(r for r in routes.ROUTES if r.key != "who"), id="route removed"),
-        pytest.param(tuple(routes.Route(r.key, r.function, two_way=False, authorized=r.authorized)
-                           if r.key == "ping" else r for r in routes.ROUTES), id="route made one-way"),
+        pytest.param(
+            tuple(
+                routes.Route(r.key, r.function, two_way=False, authorized=r.authorized)
+                if r.key == "ping"
+                else r
+                for r in routes.ROUTES
+            ),
+            id="route made one-way",
+        ),
     ],
 )
 def test_deployment_trigger_changes_when_a_route_changes(monkeypatch, dev_triggers, changed_routes):
@@ -316,13 +359,22 @@ def test_custom_domain_is_optional_and_regional():
     from classwire_infra.config import CustomDomain
 
     config = __import__("dataclasses").replace(
-        load("prod"), custom_domain=CustomDomain("ws.example.edu", "arn:aws:acm:us-east-1:111122223333:certificate/abc"))
+        load("prod"),
+        custom_domain=CustomDomain("ws.example.edu", "arn:aws:acm:us-east-1:111122223333:certificate/abc"),
+    )
     synthesized = CdktfTesting.synth(ClasswireStack(CdktfTesting.app(), config, code=CODE))
-    CdktfTesting.to_have_resource_with_properties(synthesized, "aws_apigatewayv2_domain_name", {
-        "domain_name": "ws.example.edu",
-        "domain_name_configuration": {"endpoint_type": "REGIONAL", "security_policy": "TLS_1_2",
-                                      "certificate_arn": "arn:aws:acm:us-east-1:111122223333:certificate/abc"},
-    })
+    CdktfTesting.to_have_resource_with_properties(
+        synthesized,
+        "aws_apigatewayv2_domain_name",
+        {
+            "domain_name": "ws.example.edu",
+            "domain_name_configuration": {
+                "endpoint_type": "REGIONAL",
+                "security_policy": "TLS_1_2",
+                "certificate_arn": "arn:aws:acm:us-east-1:111122223333:certificate/abc",
+            },
+        },
+    )
     parsed = json.loads(synthesized)
     assert len(parsed["resource"]["aws_apigatewayv2_api_mapping"]) == 1
     assert parsed["output"]["websocket_url"]["value"] == "wss://ws.example.edu"
@@ -331,6 +383,7 @@ def test_custom_domain_is_optional_and_regional():
 
 # -- observability, encryption, state, provider ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_alarms_go_to_the_encrypted_topic(stacks, env):
     stack = stacks[env]
@@ -338,14 +391,39 @@ def test_alarms_go_to_the_encrypted_topic(stacks, env):
     assert topic["kms_master_key_id"].startswith("${aws_kms_key.")
     alarms = stack.resources("aws_cloudwatch_metric_alarm").values()
     metrics = {a["metric_name"] for a in alarms}
-    assert {"IntegrationError", "Errors", "Throttles", "EngineCPUUtilization", "DatabaseMemoryUsagePercentage",
-            "ReplicationLag", "ErrorPortAllocation"} <= metrics
+    assert {
+        "IntegrationError",
+        "Errors",
+        "Throttles",
+        "EngineCPUUtilization",
+        "DatabaseMemoryUsagePercentage",
+        "ReplicationLag",
+        "ErrorPortAllocation",
+    } <= metrics
     assert all(a["alarm_actions"] == [a["ok_actions"][0]] for a in alarms)
     dashboard = json.loads(one(stack.resources("aws_cloudwatch_dashboard"))["dashboard_body"])
     titles = " ".join(w["properties"]["title"] for w in dashboard["widgets"])
-    for word in ("Connections", "Lambda errors", "duration", "throttles", "Redis engine CPU", "memory",
-                 "Redis connections", "replication lag", "NAT"):
+    for word in (
+        "Connections",
+        "Lambda errors",
+        "duration",
+        "throttles",
+        "Redis engine CPU",
+        "memory",
+        "Redis connections",
+        "replication lag",
+        "NAT",
+        "delivery lag",
+        "Members behind",
+        "Replays",
+    ):
         assert word.lower() in titles.lower()
+    # Delivery telemetry: the handlers' EMF metrics, aggregated under the one dimension `service`.
+    own = {tuple(m) for w in dashboard["widgets"] for m in w["properties"]["metrics"] if m[0] == "Classwire"}
+    assert own == {
+        ("Classwire", name, "service", "classwire")
+        for name in ("MemberLagMs", "MembersBehind", "Replays", "Resends")
+    }
     key = one(stack.resources("aws_kms_key"))
     assert key["enable_key_rotation"] is True
 
@@ -366,7 +444,8 @@ def test_state_backend_per_environment(stacks, env):
 def test_emulator_variant_points_every_service_at_the_endpoint(stacks):
     emulated, dev = stacks["emulator"], stacks["dev"]
     provider = emulated.json["provider"]["aws"][0]
-    assert provider["skip_credentials_validation"] is True and provider["skip_requesting_account_id"] is True
+    # The account id comes from the emulator's STS (see stack.py): ARNs then carry it, as in AWS.
+    assert provider["skip_credentials_validation"] is True and provider["skip_requesting_account_id"] is False
     assert provider["skip_metadata_api_check"] == "true" and provider["s3_use_path_style"] is True
     endpoints = provider["endpoints"][0]
     assert set(endpoints) == {s.rstrip("_") for s in EMULATED_SERVICES}
@@ -374,17 +453,45 @@ def test_emulator_variant_points_every_service_at_the_endpoint(stacks):
     assert emulated.json["terraform"]["backend"] == {"local": {"path": "terraform.tfstate"}}
     assert "endpoints" not in dev.json["provider"]["aws"][0]
     # Same shape as dev: same resources.
-    assert {t: len(b) for t, b in emulated.json["resource"].items()} == {t: len(b) for t, b in dev.json["resource"].items()}
+    assert {t: len(b) for t, b in emulated.json["resource"].items()} == {
+        t: len(b) for t, b in dev.json["resource"].items()
+    }
     # Every resource type the stack uses is served by one of the endpoints.
-    services = {t.split("_")[1] for t in emulated.json["resource"]} - {"default", "eip", "flow", "internet", "nat",
-                                                                       "route", "subnet", "vpc", "security"}
-    assert services <= {"apigatewayv2", "cloudwatch", "elasticache", "iam", "kms", "lambda", "secretsmanager", "sns"}
+    services = {t.split("_")[1] for t in emulated.json["resource"]} - {
+        "default",
+        "eip",
+        "flow",
+        "internet",
+        "nat",
+        "route",
+        "subnet",
+        "vpc",
+        "security",
+    }
+    assert services <= {
+        "apigatewayv2",
+        "cloudwatch",
+        "elasticache",
+        "iam",
+        "kms",
+        "lambda",
+        "secretsmanager",
+        "sns",
+    }
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_outputs_are_the_cli_contract(stacks, env):
-    assert {"websocket_url", "management_endpoint", "api_id", "stage", "region", "function_names",
-            "redis_endpoint", "jwt_secret_arn"} <= set(stacks[env].json["output"])
+    assert {
+        "websocket_url",
+        "management_endpoint",
+        "api_id",
+        "stage",
+        "region",
+        "function_names",
+        "redis_endpoint",
+        "jwt_secret_arn",
+    } <= set(stacks[env].json["output"])
 
 
 def test_missing_package_says_how_to_build_it(tmp_path):
@@ -401,4 +508,6 @@ def test_package_hash_is_the_base64_sha256_of_the_bytes(placeholder_zip):
 
     code = LambdaCode.from_zip(placeholder_zip, relative_to=placeholder_zip.parent)
     assert code.path == placeholder_zip.name
-    assert code.sha256_base64 == base64.b64encode(hashlib.sha256(placeholder_zip.read_bytes()).digest()).decode()
+    assert (
+        code.sha256_base64 == base64.b64encode(hashlib.sha256(placeholder_zip.read_bytes()).digest()).decode()
+    )

@@ -46,7 +46,16 @@ def test_snapshot(stacks, env):
         return
     expected = snapshot.read_text()
     if actual != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True),
-                                            f"{snapshot.name} (committed)", f"{snapshot.name} (synthesized)", n=2))
-        pytest.fail(f"classwire-{env} differs from its snapshot; if intended, rerun with UPDATE_SNAPSHOTS=1 "
-                    f"and commit the result:\n{diff[:6000]}")
+        diff = "".join(
+            difflib.unified_diff(
+                expected.splitlines(True),
+                actual.splitlines(True),
+                f"{snapshot.name} (committed)",
+                f"{snapshot.name} (synthesized)",
+                n=2,
+            )
+        )
+        pytest.fail(
+            f"classwire-{env} differs from its snapshot; if intended, rerun with UPDATE_SNAPSHOTS=1 "
+            f"and commit the result:\n{diff[:6000]}"
+        )

@@ -1,0 +1,110 @@
+"""`make deploy` for real: build, apply classwire-local to the emulator, serve, answer, stop on Ctrl-C.
+
+Slow (Terraform waits out the provider's ElastiCache poll), so one test covers the whole path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from classwire_client import ClasswireClient
+from localcloud import python_env
+from localcloud.cache import free_port
+from localcloud.deploy import READY_LINE
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
+
+def descendants(pid: int) -> set[int]:
+    """Live (non-zombie) processes below `pid`, from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    return {
+        pid for pid in pids if (stat := Path(f"/proc/{pid}/stat")).exists() and ") Z " not in stat.read_text()
+    }
+
+
+def wait_for_ready(process: subprocess.Popen, timeout: float) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise AssertionError("deploy exited before it was up:\n" + "".join(lines[-40:]))
+        lines.append(line)
+        if line.startswith(READY_LINE):
+            return lines
+    raise AssertionError("deploy was not up in time:\n" + "".join(lines[-40:]))
+
+
+def test_make_deploy_serves_the_applied_stack_and_stops_cleanly_on_ctrl_c():
+    port, web_port = free_port(), free_port()
+    env = python_env(
+        {**os.environ, "CLASSWIRE_LOCAL_PORT": str(port), "CLASSWIRE_LOCAL_WEB_PORT": str(web_port)}
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localcloud.deploy"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output = wait_for_ready(process, timeout=1000)
+        assert any("Apply complete! Resources: 109 added" in line for line in output)
+        started = descendants(process.pid)
+        assert started, "the system runs in child processes (redis-server, emulator, Lambda workers)"
+
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{web_port}/local/token?user=tina&classroom=demo&role=teacher"
+        ) as r:
+            grant = json.load(r)
+        assert grant["url"] == f"ws://127.0.0.1:{port}/local"
+        page = urllib.request.urlopen(f"http://127.0.0.1:{web_port}/").read().decode()
+        assert "<script" in page
+
+        async def exchange() -> dict:
+            client = ClasswireClient(url=grant["url"], token=grant["token"], classroom="demo", user_id="tina")
+            await client.start()
+            try:
+                return await client.send("chat", {"text": "hello from the deployed stack"})
+            finally:
+                await client.close()
+
+        ack = asyncio.run(asyncio.wait_for(exchange(), 60))
+        assert (ack["event"], ack["from"], ack["classroom"]) == ("chat", "tina", "demo")
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+        time.sleep(0.5)
+        assert alive(started) == set()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
