@@ -1,16 +1,19 @@
-// The demo classroom page in a real browser: Playwright (playwright-core) driving Debian's chromium.
+// The demo classroom page in a real browser, against the real local system: Playwright (playwright-core)
+// driving Debian's chromium.
 //
-//   cd tests/browser && npm ci && node --test
+//   make install && .venv/bin/pytest tests/browser      (what `make test` runs)
 //
-// CLASSWIRE_WEB_URL=http://127.0.0.1:<port>/ points it at a running local cloud (`make deploy`);
-// without it, the test starts fake_classwire.py (an in-memory stand-in speaking the same protocol).
+// tests/browser/test_browser.py starts the system (real redis-server primary and replica, the AWS
+// emulator, the gateway with warm Lambda workers running the real handlers, the demo page and its
+// local token endpoint) and runs this file with:
+//   CLASSWIRE_WEB_URL=http://127.0.0.1:<port>/      the demo page (required; `make deploy` serves one too)
+//   CLASSWIRE_CONTROL_URL=http://127.0.0.1:<port>/  Redis faults on demand (POST redis/hold-replica,
+//                                                   redis/failover); without it the failover test skips
 // CHROMIUM overrides /usr/bin/chromium. Screenshots go to reports/tmp/browser/ (gitignored).
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 
@@ -24,24 +27,24 @@ const ROOM = `room-${RUN}`;
 const OTHER_ROOM = `other-${RUN}`;
 const WAIT = { timeout: 15_000 };
 
-let server = null;
-let baseUrl = process.env.CLASSWIRE_WEB_URL;
+const BASE_URL = process.env.CLASSWIRE_WEB_URL;
+const CONTROL_URL = process.env.CLASSWIRE_CONTROL_URL;
 let context;
 let userDataDir;
 const pages = {};
 
-async function startFakeServer() {
-  const python = process.env.CLASSWIRE_PYTHON ? [process.env.CLASSWIRE_PYTHON] : ["uv", "run", "--frozen", "--no-sync", "python"];
-  server = spawn(python[0], [...python.slice(1), join(HERE, "fake_classwire.py"), "--jitter-ms", "25"], {
-    cwd: REPO,
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const lines = createInterface({ input: server.stdout });
-  const first = await new Promise((resolve, reject) => {
-    lines.once("line", resolve);
-    server.once("exit", (code) => reject(new Error(`fake server exited with ${code}`)));
-  });
-  return JSON.parse(first).url;
+/** Asks the harness for a fault (see CLASSWIRE_CONTROL_URL). */
+async function control(action) {
+  const response = await fetch(new URL(action, CONTROL_URL), { method: "POST" });
+  const body = await response.text();
+  assert.equal(response.status, 200, `${action}: ${body}`);
+  return JSON.parse(body);
+}
+
+/** Takes a page off the network (fetches and new WebSockets fail) or puts it back. */
+async function setOffline(page, offline) {
+  page.cdp ??= await context.newCDPSession(page);
+  await page.cdp.send("Network.emulateNetworkConditions", { offline, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
 }
 
 async function openClassroom(label, { classroom, user, role, name }) {
@@ -51,7 +54,7 @@ async function openClassroom(label, { classroom, user, role, name }) {
   page.on("console", (message) => message.type() === "error" && problems.push(message.text()));
   page.problems = problems;
   const query = new URLSearchParams({ classroom, user, role, name });
-  await page.goto(new URL(`?${query}`, baseUrl).toString());
+  await page.goto(new URL(`?${query}`, BASE_URL).toString());
   await page.waitForFunction(() => window.classwire?.status() === "live", null, WAIT);
   pages[label] = page;
   return page;
@@ -96,7 +99,7 @@ async function inkedPixels(page, png) {
 
 describe("demo classroom page in chromium", { timeout: 120_000 }, () => {
   before(async () => {
-    if (!baseUrl) baseUrl = await startFakeServer();
+    assert.ok(BASE_URL, "CLASSWIRE_WEB_URL is not set: run `.venv/bin/pytest tests/browser`, which starts the local system");
     mkdirSync(SHOTS, { recursive: true });
     userDataDir = mkdtempSync(join(tmpdir(), "classwire-chromium-"));
     context = await chromium.launchPersistentContext(userDataDir, {
@@ -118,7 +121,6 @@ describe("demo classroom page in chromium", { timeout: 120_000 }, () => {
   after(async () => {
     await context?.close();
     if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
-    server?.kill();
   });
 
   it("shows each member in the roster of its own classroom only", async () => {
@@ -159,7 +161,10 @@ describe("demo classroom page in chromium", { timeout: 120_000 }, () => {
 
   it("a page whose socket is cut reconnects and shows every stroke it missed", async () => {
     const { teacher, student } = pages;
-    await student.evaluate(() => window.classwire.dropConnection(4000));
+    // The student's network goes down (every reconnection attempt fails: no token, no socket) and its
+    // socket is cut; it stays offline until the teacher's strokes are in the log.
+    await setOffline(student, true);
+    await student.evaluate(() => window.classwire.dropConnection());
     await waitFor(student, () => window.classwire.status() === "reconnecting");
     await drawWithMouse(teacher, [0.55, 0.15], [0.9, 0.2]);
     await drawWithMouse(teacher, [0.55, 0.3], [0.9, 0.35]);
@@ -167,6 +172,7 @@ describe("demo classroom page in chromium", { timeout: 120_000 }, () => {
     await waitFor(teacher, () => window.classwire.strokeCount() === 5);
     assert.equal(await student.evaluate(() => window.classwire.status()), "reconnecting");
     assert.equal(await strokes(student), 2, "the student is offline");
+    await setOffline(student, false);
     await waitFor(student, () => window.classwire.status() === "live" && window.classwire.strokeCount() === 5);
     await assertInOrder(student);
     assert.equal(await student.getByTestId("status").getAttribute("data-status"), "live");
@@ -199,12 +205,13 @@ describe("demo classroom page in chromium", { timeout: 120_000 }, () => {
     await student.getByTestId("board").screenshot({ path: join(SHOTS, "student-board-erased.png") });
   });
 
-  it("after a failover that lost an event, both pages reset and rebuild the board from the log", { skip: process.env.CLASSWIRE_WEB_URL && "needs the fake server" }, async () => {
+  it("after a failover that lost an event, both pages reset and rebuild the board from the log", { skip: !CONTROL_URL && "needs CLASSWIRE_CONTROL_URL" }, async () => {
     const { teacher, student } = pages;
+    // The replica stops receiving writes, so the next stroke is only on the primary when it fails over.
+    await control("redis/hold-replica");
     await drawWithMouse(teacher, [0.1, 0.85], [0.3, 0.9]);
     for (const page of [teacher, student]) await waitFor(page, () => window.classwire.strokeCount() === 6);
-    const lost = await fetch(new URL(`fake/failover?classroom=${ROOM}&lose=1`, baseUrl));
-    assert.equal(lost.status, 200);
+    await control("redis/failover");
     await drawWithMouse(teacher, [0.35, 0.85], [0.45, 0.9]); // takes the lost event's seq, with another eid
     for (const page of [teacher, student]) {
       await waitFor(page, () => window.classwire.resets() === 1 && window.classwire.strokeCount() === 6);
@@ -237,6 +244,8 @@ describe("demo classroom page in chromium", { timeout: 120_000 }, () => {
     }
     await new Promise((resolve) => setTimeout(resolve, 1000));
     assert.equal(await student.evaluate(() => window.classwire.status()), "ended");
-    for (const page of Object.values(pages)) assert.deepEqual(page.problems.filter((p) => !/WebSocket/.test(p)), []);
+    // Expected noise only: refused sockets, and the offline student's failed token fetches.
+    const expected = /WebSocket|net::ERR_INTERNET_DISCONNECTED/;
+    for (const page of Object.values(pages)) assert.deepEqual(page.problems.filter((p) => !expected.test(p)), []);
   });
 });
