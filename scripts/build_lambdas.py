@@ -50,8 +50,9 @@ ZIP_COMPRESS_LEVEL = 6  # zlib's default: level 9 saves 0.5 % and triples the ti
 CACHE_FORMAT = "1"
 
 # What an installer writes that depends on the machine or the moment, not on the wheels.
-DROP_DIST_INFO_FILES = frozenset({"RECORD", "RECORD.jws", "RECORD.p7s", "INSTALLER", "REQUESTED",
-                                  "direct_url.json", "uv_cache.json"})
+DROP_DIST_INFO_FILES = frozenset(
+    {"RECORD", "RECORD.jws", "RECORD.p7s", "INSTALLER", "REQUESTED", "direct_url.json", "uv_cache.json"}
+)
 DROP_TOP_LEVEL = frozenset({"bin", ".lock"})
 
 ELF_MACHINE = {"arm64": 183, "x86_64": 62}  # EM_AARCH64, EM_X86_64
@@ -103,14 +104,16 @@ class BuildResult:
             shown = self.path.relative_to(Path.cwd())
         except ValueError:
             shown = self.path
-        return "\n".join([
-            f"{shown}",
-            f"  size     {self.size} bytes ({self.size / 1_000_000:.2f} MB)",
-            f"  entries  {self.entries}",
-            f"  sha256   {self.sha256_hex}",
-            f"  base64   {self.sha256_base64}",
-            f"  deps     {'cached' if self.deps_cached else 'installed'}; built in {self.seconds:.1f} s",
-        ])
+        return "\n".join(
+            [
+                f"{shown}",
+                f"  size     {self.size} bytes ({self.size / 1_000_000:.2f} MB)",
+                f"  entries  {self.entries}",
+                f"  sha256   {self.sha256_hex}",
+                f"  base64   {self.sha256_base64}",
+                f"  deps     {'cached' if self.deps_cached else 'installed'}; built in {self.seconds:.1f} s",
+            ]
+        )
 
 
 # -- targets -----------------------------------------------------------------------------------------
@@ -127,8 +130,11 @@ def target_for(env: str, architecture: str | None = None, runtime: str | None = 
     """The environment's target, with either part overridden; the zip name is the config's."""
     config = _load_config(env)
     if architecture or runtime:
-        config = dataclasses.replace(config, lambda_architecture=architecture or config.lambda_architecture,
-                                     lambda_runtime=runtime or config.lambda_runtime)
+        config = dataclasses.replace(
+            config,
+            lambda_architecture=architecture or config.lambda_architecture,
+            lambda_runtime=runtime or config.lambda_runtime,
+        )
     target = Target(config.lambda_architecture, config.lambda_runtime)
     if Path(config.lambda_zip).name != target.zip_name:  # the infrastructure reads config.lambda_zip
         raise BuildError(f"zip name {target.zip_name} differs from the config's {config.lambda_zip}")
@@ -146,14 +152,29 @@ def _uv() -> str:
 def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     result = subprocess.run(command, capture_output=True, text=True, **kwargs)
     if result.returncode != 0:
-        raise BuildError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr or result.stdout}")
+        raise BuildError(
+            f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr or result.stdout}"
+        )
     return result
 
 
 def export_requirements() -> str:
     """The `lambda` group as uv.lock pins it, with every wheel's hash."""
-    return _run([_uv(), "export", "--frozen", "--only-group", DEPENDENCY_GROUP, "--no-emit-project",
-                 "--format", "requirements.txt", "--no-header", "--no-annotate"], cwd=ROOT).stdout
+    return _run(
+        [
+            _uv(),
+            "export",
+            "--frozen",
+            "--only-group",
+            DEPENDENCY_GROUP,
+            "--no-emit-project",
+            "--format",
+            "requirements.txt",
+            "--no-header",
+            "--no-annotate",
+        ],
+        cwd=ROOT,
+    ).stdout
 
 
 def _clean_installed(directory: Path) -> None:
@@ -176,8 +197,9 @@ def _clean_installed(directory: Path) -> None:
 def install_dependencies(target: Target, cache_dir: Path, use_cache: bool = True) -> tuple[Path, bool]:
     """A directory holding the target's dependencies, cleaned; (path, whether it came from the cache)."""
     requirements = export_requirements()
-    key = hashlib.sha256("\n".join([CACHE_FORMAT, target.uv_platform, target.python_version,
-                                    requirements]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        "\n".join([CACHE_FORMAT, target.uv_platform, target.python_version, requirements]).encode()
+    ).hexdigest()[:16]
     prefix = f"{target.uv_platform}-py{target.python_version}-"
     final = cache_dir / f"{prefix}{key}"
     if use_cache and final.is_dir():
@@ -188,11 +210,30 @@ def install_dependencies(target: Target, cache_dir: Path, use_cache: bool = True
     try:
         (work / "requirements.txt").write_text(requirements)
         site = work / "site"
-        _run([_uv(), "pip", "install", "--no-config", "--quiet",
-              "--target", str(site),
-              "--python-platform", target.uv_platform, "--python-version", target.python_version,
-              "--only-binary", ":all:", "--require-hashes", "--no-deps", "--link-mode", "copy",
-              "-r", str(work / "requirements.txt")], cwd=ROOT)
+        _run(
+            [
+                _uv(),
+                "pip",
+                "install",
+                "--no-config",
+                "--quiet",
+                "--target",
+                str(site),
+                "--python-platform",
+                target.uv_platform,
+                "--python-version",
+                target.python_version,
+                "--only-binary",
+                ":all:",
+                "--require-hashes",
+                "--no-deps",
+                "--link-mode",
+                "copy",
+                "-r",
+                str(work / "requirements.txt"),
+            ],
+            cwd=ROOT,
+        )
         _clean_installed(site)
         if final.exists():  # a stale or --no-cache'd copy; replace it whole
             shutil.rmtree(final)
@@ -228,8 +269,10 @@ def _files_under(directory: Path, *, skip_hidden: bool) -> dict[str, Path]:
 def collect_entries(deps_dir: Path, package_dir: Path = PACKAGE_DIR) -> dict[str, Path]:
     """Archive name -> source file: the dependencies at the root, then the `classwire` package."""
     entries = _files_under(deps_dir, skip_hidden=False)
-    package = {f"{package_dir.name}/{name}": path
-               for name, path in _files_under(package_dir, skip_hidden=True).items()}
+    package = {
+        f"{package_dir.name}/{name}": path
+        for name, path in _files_under(package_dir, skip_hidden=True).items()
+    }
     clash = sorted(set(entries) & set(package))
     if clash or any(name.split("/", 1)[0] == package_dir.name for name in entries):
         raise BuildError(f"a dependency ships files inside {package_dir.name}/: {clash[:5]}")
@@ -261,11 +304,14 @@ def check_binaries(entries: dict[str, Path], target: Target) -> None:
 def write_zip(entries: dict[str, Path], destination: Path) -> None:
     """Write the deterministic zip atomically: a half-written file never sits at `destination`."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
+    )
     try:
         with os.fdopen(handle, "wb") as raw:
-            with zipfile.ZipFile(raw, "w", compression=ZIP_COMPRESSION, compresslevel=ZIP_COMPRESS_LEVEL,
-                                 allowZip64=False) as archive:
+            with zipfile.ZipFile(
+                raw, "w", compression=ZIP_COMPRESSION, compresslevel=ZIP_COMPRESS_LEVEL, allowZip64=False
+            ) as archive:
                 for name in sorted(entries):
                     info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
                     info.create_system = ZIP_CREATE_SYSTEM
@@ -281,8 +327,14 @@ def write_zip(entries: dict[str, Path], destination: Path) -> None:
         raise
 
 
-def build(target: Target, out_dir: Path = DEFAULT_OUT, *, cache_dir: Path = DEFAULT_CACHE,
-          use_cache: bool = True, package_dir: Path = PACKAGE_DIR) -> BuildResult:
+def build(
+    target: Target,
+    out_dir: Path = DEFAULT_OUT,
+    *,
+    cache_dir: Path = DEFAULT_CACHE,
+    use_cache: bool = True,
+    package_dir: Path = PACKAGE_DIR,
+) -> BuildResult:
     started = time.monotonic()
     deps_dir, cached = install_dependencies(target, cache_dir, use_cache)
     entries = collect_entries(deps_dir, package_dir)
@@ -291,9 +343,15 @@ def build(target: Target, out_dir: Path = DEFAULT_OUT, *, cache_dir: Path = DEFA
     write_zip(entries, destination)
     data = destination.read_bytes()
     digest = hashlib.sha256(data).digest()
-    return BuildResult(path=destination, size=len(data), sha256_hex=digest.hex(),
-                       sha256_base64=base64.b64encode(digest).decode(), entries=len(entries),
-                       deps_cached=cached, seconds=time.monotonic() - started)
+    return BuildResult(
+        path=destination,
+        size=len(data),
+        sha256_hex=digest.hex(),
+        sha256_base64=base64.b64encode(digest).decode(),
+        entries=len(entries),
+        deps_cached=cached,
+        seconds=time.monotonic() - started,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,8 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", choices=sorted(ELF_MACHINE), help="override the environment's architecture")
     parser.add_argument("--runtime", help="override the environment's Lambda runtime, e.g. python3.12")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the zip goes (dist/)")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
-                        help="where installed dependencies are cached (build/lambda-deps/)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=DEFAULT_CACHE,
+        help="where installed dependencies are cached (build/lambda-deps/)",
+    )
     parser.add_argument("--no-cache", action="store_true", help="reinstall the dependencies")
     args = parser.parse_args(argv)
     try:

@@ -40,10 +40,14 @@ def synth(env: str, *, out: Path, aws_endpoint: str | None = None, zip_file: Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--env", required=True, choices=ENVIRONMENTS)
     parser.add_argument("--out", type=Path, default=ROOT / "cdktf.out", help="output directory (cdktf.out)")
-    parser.add_argument("--aws-endpoint", help="point every provider endpoint at this emulator URL; local state")
+    parser.add_argument(
+        "--aws-endpoint", help="point every provider endpoint at this emulator URL; local state"
+    )
     parser.add_argument("--zip", type=Path, help="the Lambda package (default: the config's dist/ zip)")
     args = parser.parse_args(argv)
     started = time.monotonic()

@@ -44,7 +44,13 @@ class IamAuthTokenProvider(CredentialProvider):
 
     def _presign(self) -> str:
         query = urlencode({"Action": "connect", "User": self._user_id})
-        request = {"method": "GET", "url": f"https://{self._cache_name}/?{query}", "body": {}, "headers": {}, "context": {}}
+        request = {
+            "method": "GET",
+            "url": f"https://{self._cache_name}/?{query}",
+            "body": {},
+            "headers": {},
+            "context": {},
+        }
         signed = self._signer.generate_presigned_url(
             request, operation_name="connect", expires_in=TOKEN_LIFETIME_SECONDS, region_name=self._region
         )

@@ -78,7 +78,9 @@ ROUTES: tuple[Route, ...] = (
     Route("$default", MESSAGE, two_way=True),
 )
 
-MESSAGE_ACTIONS: tuple[str, ...] = tuple(r.key for r in ROUTES if r.function is MESSAGE and r.key != "$default")
+MESSAGE_ACTIONS: tuple[str, ...] = tuple(
+    r.key for r in ROUTES if r.function is MESSAGE and r.key != "$default"
+)
 
 
 def route_for(key: str) -> Route:

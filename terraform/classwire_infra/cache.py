@@ -52,27 +52,55 @@ class Cache(Construct):
         kms_key_arn: str,
     ) -> None:
         super().__init__(scope, id_)
-        self.security_group = SecurityGroup(self, "security_group", name=f"{prefix}-redis", vpc_id=vpc_id,
-                                            description=f"{prefix} Redis: TLS on {REDIS_PORT} from its clients only",
-                                            tags={"Name": f"{prefix}-redis"})
+        self.security_group = SecurityGroup(
+            self,
+            "security_group",
+            name=f"{prefix}-redis",
+            vpc_id=vpc_id,
+            description=f"{prefix} Redis: TLS on {REDIS_PORT} from its clients only",
+            tags={"Name": f"{prefix}-redis"},
+        )
         self.client_security_group = SecurityGroup(
-            self, "client_security_group", name=f"{prefix}-redis-clients", vpc_id=vpc_id,
+            self,
+            "client_security_group",
+            name=f"{prefix}-redis-clients",
+            vpc_id=vpc_id,
             description=f"{prefix} Redis clients: members may reach Redis on {REDIS_PORT}",
             tags={"Name": f"{prefix}-redis-clients"},
         )
-        VpcSecurityGroupIngressRule(self, "ingress_from_clients", security_group_id=self.security_group.id,
-                                    description="Redis TLS from the Redis client security group",
-                                    ip_protocol="tcp", from_port=REDIS_PORT, to_port=REDIS_PORT,
-                                    referenced_security_group_id=self.client_security_group.id)
-        VpcSecurityGroupEgressRule(self, "client_egress_to_redis", security_group_id=self.client_security_group.id,
-                                   description="Redis TLS to the cache", ip_protocol="tcp",
-                                   from_port=REDIS_PORT, to_port=REDIS_PORT,
-                                   referenced_security_group_id=self.security_group.id)
+        VpcSecurityGroupIngressRule(
+            self,
+            "ingress_from_clients",
+            security_group_id=self.security_group.id,
+            description="Redis TLS from the Redis client security group",
+            ip_protocol="tcp",
+            from_port=REDIS_PORT,
+            to_port=REDIS_PORT,
+            referenced_security_group_id=self.client_security_group.id,
+        )
+        VpcSecurityGroupEgressRule(
+            self,
+            "client_egress_to_redis",
+            security_group_id=self.client_security_group.id,
+            description="Redis TLS to the cache",
+            ip_protocol="tcp",
+            from_port=REDIS_PORT,
+            to_port=REDIS_PORT,
+            referenced_security_group_id=self.security_group.id,
+        )
 
-        subnet_group = ElasticacheSubnetGroup(self, "subnet_group", name=f"{prefix}-redis", subnet_ids=subnet_ids,
-                                              description=f"{prefix} Redis: private subnets")
+        subnet_group = ElasticacheSubnetGroup(
+            self,
+            "subnet_group",
+            name=f"{prefix}-redis",
+            subnet_ids=subnet_ids,
+            description=f"{prefix} Redis: private subnets",
+        )
         parameters = ElasticacheParameterGroup(
-            self, "parameter_group", name=f"{prefix}-redis7", family=parameter_family,
+            self,
+            "parameter_group",
+            name=f"{prefix}-redis7",
+            family=parameter_family,
             description=f"{prefix} Redis parameters",
             # A full cache must refuse writes rather than evict a classroom log: a refused write is retried by
             # the client with the same id, an evicted log would lose acknowledged events.
@@ -85,19 +113,32 @@ class Cache(Construct):
         if iam_auth:
             # IAM authentication requires the user id and name to be the same lowercase string.
             app_user = ElasticacheUser(
-                self, "app_user", user_id=f"{prefix}-app", user_name=f"{prefix}-app", engine="redis",
+                self,
+                "app_user",
+                user_id=f"{prefix}-app",
+                user_name=f"{prefix}-app",
+                engine="redis",
                 access_string="on ~* +@all -@dangerous",
                 authentication_mode=ElasticacheUserAuthenticationMode(type="iam"),
             )
             # Every user group needs a user named `default`; this one replaces the built-in passwordless
             # `default` user and is switched off, so an unauthenticated connection can do nothing.
             disabled_default = ElasticacheUser(
-                self, "default_user", user_id=f"{prefix}-default-off", user_name="default", engine="redis",
+                self,
+                "default_user",
+                user_id=f"{prefix}-default-off",
+                user_name="default",
+                engine="redis",
                 access_string="off -@all",
                 authentication_mode=ElasticacheUserAuthenticationMode(type="no-password-required"),
             )
-            user_group = ElasticacheUserGroup(self, "user_group", user_group_id=f"{prefix}-redis", engine="redis",
-                                              user_ids=[disabled_default.user_id, app_user.user_id])
+            user_group = ElasticacheUserGroup(
+                self,
+                "user_group",
+                user_group_id=f"{prefix}-redis",
+                engine="redis",
+                user_ids=[disabled_default.user_id, app_user.user_id],
+            )
             self.user_id = app_user.user_id
             self.user_arn = app_user.arn
             user_group_ids = [user_group.user_group_id]
@@ -115,7 +156,9 @@ class Cache(Construct):
             num_cache_clusters=node_count,
             # The primary in the first AZ and each replica in the next one round-robin, so a replica is always
             # in another AZ than the primary.
-            preferred_cache_cluster_azs=[availability_zones[i % len(availability_zones)] for i in range(node_count)],
+            preferred_cache_cluster_azs=[
+                availability_zones[i % len(availability_zones)] for i in range(node_count)
+            ],
             automatic_failover_enabled=automatic_failover,
             multi_az_enabled=automatic_failover,
             subnet_group_name=subnet_group.name,

@@ -19,8 +19,30 @@ from classwire.settings import JwtSettings, Limits, SettingsError
 ENVIRONMENTS = ("local", "dev", "staging", "prod")
 PROJECT = "classwire"
 # CloudWatch Logs accepts only these retention periods.
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
-                      2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 # API Gateway gives up on an integration after 29 s, so a longer Lambda timeout only hides failures.
 API_GATEWAY_INTEGRATION_TIMEOUT_SECONDS = 29
 
@@ -149,7 +171,9 @@ class EnvConfig:
     def validate(self) -> None:
         problems = list(self._problems())
         if problems:
-            raise ConfigError(f"config of environment {self.name!r} is invalid:\n  - " + "\n  - ".join(problems))
+            raise ConfigError(
+                f"config of environment {self.name!r} is invalid:\n  - " + "\n  - ".join(problems)
+            )
 
     def _problems(self):  # noqa: C901 - one flat list of rules reads best
         production_like = self.name in ("staging", "prod")
@@ -225,7 +249,14 @@ class EnvConfig:
             yield "jwt: prod verifies tokens with the identity provider's public keys (RS256/ES256 + jwks_url)"
         if self.name != "local" and not (self.jwt.issuer and self.jwt.audience):
             yield "jwt: issuer and audience must be set outside the local environment"
-        if not 0 <= self.jwt_secret_recovery_days <= 30 or self.jwt_secret_recovery_days in (1, 2, 3, 4, 5, 6):
+        if not 0 <= self.jwt_secret_recovery_days <= 30 or self.jwt_secret_recovery_days in (
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+        ):
             yield "jwt_secret_recovery_days must be 0 (delete at once) or 7..30"
 
         if self.alarm_email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", self.alarm_email):
@@ -250,8 +281,9 @@ class EnvConfig:
 def _state(env: str, region: str) -> StateBackend:
     # One bucket per environment (its own account in practice); bucket names are global, so an organisation
     # forking this changes the prefix here and nowhere else.
-    return StateBackend(bucket=f"{PROJECT}-terraform-state-{env}", key=f"{PROJECT}/{env}/terraform.tfstate",
-                        region=region)
+    return StateBackend(
+        bucket=f"{PROJECT}-terraform-state-{env}", key=f"{PROJECT}/{env}/terraform.tfstate", region=region
+    )
 
 
 def _host_architecture() -> Literal["arm64", "x86_64"]:
@@ -302,8 +334,9 @@ def _configs() -> dict[str, EnvConfig]:
             throttling_rate_limit=100.0,
             throttling_burst_limit=200,
             # A shared HMAC secret is acceptable for dev: the identity provider team puts its value.
-            jwt=JwtSettings(algorithms=("HS256",), issuer="https://auth.dev.example.edu/",
-                            audience="classwire-dev"),
+            jwt=JwtSettings(
+                algorithms=("HS256",), issuer="https://auth.dev.example.edu/", audience="classwire-dev"
+            ),
             state=_state("dev", region),
         ),
         "staging": EnvConfig(
@@ -321,9 +354,12 @@ def _configs() -> dict[str, EnvConfig]:
             stage_name="staging",
             throttling_rate_limit=500.0,
             throttling_burst_limit=1000,
-            jwt=JwtSettings(algorithms=("RS256", "ES256"), issuer="https://auth.staging.example.edu/",
-                            audience="classwire-staging",
-                            jwks_url="https://auth.staging.example.edu/.well-known/jwks.json"),
+            jwt=JwtSettings(
+                algorithms=("RS256", "ES256"),
+                issuer="https://auth.staging.example.edu/",
+                audience="classwire-staging",
+                jwks_url="https://auth.staging.example.edu/.well-known/jwks.json",
+            ),
             state=_state("staging", region),
         ),
         "prod": EnvConfig(
@@ -342,8 +378,12 @@ def _configs() -> dict[str, EnvConfig]:
             throttling_rate_limit=2000.0,
             throttling_burst_limit=5000,
             # Placeholder identity provider: replace issuer, audience and jwks_url with the real ones.
-            jwt=JwtSettings(algorithms=("RS256", "ES256"), issuer="https://auth.example.edu/",
-                            audience="classwire", jwks_url="https://auth.example.edu/.well-known/jwks.json"),
+            jwt=JwtSettings(
+                algorithms=("RS256", "ES256"),
+                issuer="https://auth.example.edu/",
+                audience="classwire",
+                jwks_url="https://auth.example.edu/.well-known/jwks.json",
+            ),
             jwt_secret_recovery_days=30,
             alarm_email="classwire-oncall@example.edu",
             state=_state("prod", region),

@@ -13,8 +13,9 @@ from constructs import Construct
 class Encryption(Construct):
     """Props: the name prefix, region, account id and partition. Attributes: `key_arn`, `key_id`."""
 
-    def __init__(self, scope: Construct, id_: str, *, prefix: str, region: str, account_id: str,
-                 partition: str) -> None:
+    def __init__(
+        self, scope: Construct, id_: str, *, prefix: str, region: str, account_id: str, partition: str
+    ) -> None:
         super().__init__(scope, id_)
         root = f"arn:{partition}:iam::{account_id}:root"
         policy = {
@@ -33,12 +34,19 @@ class Encryption(Construct):
                     "Sid": "CloudWatchLogsEncryptsLogGroups",
                     "Effect": "Allow",
                     "Principal": {"Service": f"logs.{region}.amazonaws.com"},
-                    "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*",
-                               "kms:Describe*"],
+                    "Action": [
+                        "kms:Encrypt*",
+                        "kms:Decrypt*",
+                        "kms:ReEncrypt*",
+                        "kms:GenerateDataKey*",
+                        "kms:Describe*",
+                    ],
                     "Resource": "*",
-                    "Condition": {"ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": f"arn:{partition}:logs:{region}:{account_id}:log-group:*"
-                    }},
+                    "Condition": {
+                        "ArnLike": {
+                            "kms:EncryptionContext:aws:logs:arn": f"arn:{partition}:logs:{region}:{account_id}:log-group:*"
+                        }
+                    },
                 },
                 {
                     # CloudWatch alarms publish to the encrypted alarm topic.

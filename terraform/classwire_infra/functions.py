@@ -91,12 +91,24 @@ class Functions(Construct):
         super().__init__(scope, id_)
         self._settings = settings
         # Every function leaves the VPC only for HTTPS (@connections, STS, Secrets Manager, JWKS) through NAT.
-        https_out = SecurityGroup(self, "https_egress", name=f"{prefix}-lambda-https-egress", vpc_id=vpc_id,
-                                  description=f"{prefix} Lambdas: HTTPS out through NAT, nothing in",
-                                  tags={"Name": f"{prefix}-lambda-https-egress"})
-        VpcSecurityGroupEgressRule(self, "https_egress_rule", security_group_id=https_out.id,
-                                   description="HTTPS to AWS APIs and the identity provider through NAT",
-                                   ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4="0.0.0.0/0")
+        https_out = SecurityGroup(
+            self,
+            "https_egress",
+            name=f"{prefix}-lambda-https-egress",
+            vpc_id=vpc_id,
+            description=f"{prefix} Lambdas: HTTPS out through NAT, nothing in",
+            tags={"Name": f"{prefix}-lambda-https-egress"},
+        )
+        VpcSecurityGroupEgressRule(
+            self,
+            "https_egress_rule",
+            security_group_id=https_out.id,
+            description="HTTPS to AWS APIs and the identity provider through NAT",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            cidr_ipv4="0.0.0.0/0",
+        )
 
         self.functions: dict[str, LambdaFunction] = {}
         self.roles: dict[str, IamRole] = {}
@@ -104,49 +116,84 @@ class Functions(Construct):
         self.security_group_ids: dict[str, list[str]] = {}
         for spec in routes.FUNCTIONS:
             name = f"{prefix}-{spec.name}"
-            log_group = CloudwatchLogGroup(self, f"{spec.name}_log_group", name=f"/aws/lambda/{name}",
-                                           retention_in_days=log_retention_days, kms_key_id=kms_key_arn)
+            log_group = CloudwatchLogGroup(
+                self,
+                f"{spec.name}_log_group",
+                name=f"/aws/lambda/{name}",
+                retention_in_days=log_retention_days,
+                kms_key_id=kms_key_arn,
+            )
             role = IamRole(
-                self, f"{spec.name}_role", name=name,
+                self,
+                f"{spec.name}_role",
+                name=name,
                 description=f"{name}: {spec.description}"[:1000],
-                assume_role_policy=json.dumps({
-                    "Version": "2012-10-17",
-                    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
-                                   "Action": "sts:AssumeRole"}],
-                }),
+                assume_role_policy=json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"Service": "lambda.amazonaws.com"},
+                                "Action": "sts:AssumeRole",
+                            }
+                        ],
+                    }
+                ),
             )
             statements = [
                 DataAwsIamPolicyDocumentStatement(
-                    sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    sid="WriteOwnLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                     resources=[f"{log_group.arn}:*"],
                 ),
                 DataAwsIamPolicyDocumentStatement(
                     # The environment variables and the JWT secret are encrypted with the environment's key.
-                    sid="DecryptWithEnvironmentKey", actions=["kms:Decrypt"], resources=[kms_key_arn],
+                    sid="DecryptWithEnvironmentKey",
+                    actions=["kms:Decrypt"],
+                    resources=[kms_key_arn],
                 ),
             ]
             if spec.reads_jwt_secret and jwt_secret_arn is not None:
-                statements.append(DataAwsIamPolicyDocumentStatement(
-                    sid="ReadJwtSecret", actions=["secretsmanager:GetSecretValue"], resources=[jwt_secret_arn],
-                ))
+                statements.append(
+                    DataAwsIamPolicyDocumentStatement(
+                        sid="ReadJwtSecret",
+                        actions=["secretsmanager:GetSecretValue"],
+                        resources=[jwt_secret_arn],
+                    )
+                )
             if spec.uses_redis and redis_connect_arns:
-                statements.append(DataAwsIamPolicyDocumentStatement(
-                    # ElastiCache IAM auth: the replication group and the IAM-authenticated user, nothing else.
-                    sid="ConnectToRedisAsAppUser", actions=["elasticache:Connect"], resources=redis_connect_arns,
-                ))
+                statements.append(
+                    DataAwsIamPolicyDocumentStatement(
+                        # ElastiCache IAM auth: the replication group and the IAM-authenticated user, nothing else.
+                        sid="ConnectToRedisAsAppUser",
+                        actions=["elasticache:Connect"],
+                        resources=redis_connect_arns,
+                    )
+                )
             document = DataAwsIamPolicyDocument(self, f"{spec.name}_policy_document", statement=statements)
-            policy = IamRolePolicy(self, f"{spec.name}_policy", name=f"{name}-runtime", role=role.id,
-                                   policy=document.json)
+            policy = IamRolePolicy(
+                self, f"{spec.name}_policy", name=f"{name}-runtime", role=role.id, policy=document.json
+            )
             # AWS's managed policies for what has no resource scope: VPC network interfaces and X-Ray segments.
             attachments = [
-                IamRolePolicyAttachment(self, f"{spec.name}_vpc_access", role=role.name,
-                                        policy_arn="arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"),
-                IamRolePolicyAttachment(self, f"{spec.name}_xray", role=role.name,
-                                        policy_arn="arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess"),
+                IamRolePolicyAttachment(
+                    self,
+                    f"{spec.name}_vpc_access",
+                    role=role.name,
+                    policy_arn="arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
+                ),
+                IamRolePolicyAttachment(
+                    self,
+                    f"{spec.name}_xray",
+                    role=role.name,
+                    policy_arn="arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess",
+                ),
             ]
             groups = [https_out.id] + ([redis_client_security_group_id] if spec.uses_redis else [])
             function = LambdaFunction(
-                self, spec.name,
+                self,
+                spec.name,
                 function_name=name,
                 description=spec.description,
                 role=role.arn,
@@ -178,16 +225,26 @@ class Functions(Construct):
             if not spec.manages_connections:
                 continue
             document = DataAwsIamPolicyDocument(
-                self, f"{spec.name}_connections_policy_document",
-                statement=[DataAwsIamPolicyDocumentStatement(
-                    sid="ManageOwnApiConnections",
-                    actions=["execute-api:ManageConnections"],
-                    resources=[f"{api_execution_arn}/{stage}/{verb}/@connections/*"
-                               for verb in spec.manages_connections],
-                )],
+                self,
+                f"{spec.name}_connections_policy_document",
+                statement=[
+                    DataAwsIamPolicyDocumentStatement(
+                        sid="ManageOwnApiConnections",
+                        actions=["execute-api:ManageConnections"],
+                        resources=[
+                            f"{api_execution_arn}/{stage}/{verb}/@connections/*"
+                            for verb in spec.manages_connections
+                        ],
+                    )
+                ],
             )
-            IamRolePolicy(self, f"{spec.name}_connections_policy", name=f"{spec.name}-manage-connections",
-                          role=self.roles[spec.name].id, policy=document.json)
+            IamRolePolicy(
+                self,
+                f"{spec.name}_connections_policy",
+                name=f"{spec.name}-manage-connections",
+                role=self.roles[spec.name].id,
+                policy=document.json,
+            )
 
     def use_management_endpoint(self, endpoint: str) -> None:
         """Point the functions at the stage's own @connections URL (a custom domain has none)."""

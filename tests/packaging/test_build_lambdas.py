@@ -94,8 +94,11 @@ def test_contains_the_package_and_its_dependencies(any_build):
     names = set(zipfile.ZipFile(any_build.path).namelist())
     assert "classwire/handlers/message.py" in names
     assert "classwire/classroom_log.lua" in names
-    sources = {p.relative_to(ROOT / "lambdas").as_posix() for p in (ROOT / "lambdas" / "classwire").rglob("*")
-               if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    sources = {
+        p.relative_to(ROOT / "lambdas").as_posix()
+        for p in (ROOT / "lambdas" / "classwire").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
     assert sources <= names
     for top in ("jwt/", "redis/", "aws_lambda_powertools/", "urllib3/", "cryptography/"):
         assert any(name.startswith(top) for name in names), top
@@ -146,32 +149,41 @@ def test_local_binaries_are_this_machines(builds):
 def test_local_zip_imports_every_handler_on_its_own(builds, tmp_path):
     extracted = tmp_path / "task"
     zipfile.ZipFile(builds["local"].path).extractall(extracted)
-    code = "\n".join([
-        "import sys",
-        f"sys.path.insert(0, {str(extracted)!r})",
-        "import importlib, pathlib",
-        *[f"importlib.import_module('classwire.handlers.{name}').handler" for name in HANDLERS],
-        "import classwire, jwt, jwt.algorithms, redis, aws_lambda_powertools, cryptography",
-        f"root = pathlib.Path({str(extracted)!r})",
-        "for module in (classwire, jwt, redis, aws_lambda_powertools, cryptography):",
-        "    assert root in pathlib.Path(module.__file__).parents, module.__file__",
-        "assert jwt.algorithms.has_crypto",
-        "from classwire import classroom_store",
-        "assert classroom_store._load_scripts()  # reads classroom_log.lua next to the module",
-        "print('ok')",
-    ])
+    code = "\n".join(
+        [
+            "import sys",
+            f"sys.path.insert(0, {str(extracted)!r})",
+            "import importlib, pathlib",
+            *[f"importlib.import_module('classwire.handlers.{name}').handler" for name in HANDLERS],
+            "import classwire, jwt, jwt.algorithms, redis, aws_lambda_powertools, cryptography",
+            f"root = pathlib.Path({str(extracted)!r})",
+            "for module in (classwire, jwt, redis, aws_lambda_powertools, cryptography):",
+            "    assert root in pathlib.Path(module.__file__).parents, module.__file__",
+            "assert jwt.algorithms.has_crypto",
+            "from classwire import classroom_store",
+            "assert classroom_store._load_scripts()  # reads classroom_log.lua next to the module",
+            "print('ok')",
+        ]
+    )
     # -I -S: no site-packages, no PYTHONPATH, no user site: only the stdlib and the extracted zip.
     env = {"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-east-1"}
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True,
-                            env=env, cwd=tmp_path, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
 
 def test_source_mtimes_modes_and_caches_do_not_change_the_zip(arm64, tmp_path):
     package = tmp_path / "src" / "classwire"
-    shutil.copytree(ROOT / "lambdas" / "classwire", package,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        ROOT / "lambdas" / "classwire", package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
     later = time.time() + 86_400
     for path in package.rglob("*"):
         os.utime(path, (later, later))
@@ -188,16 +200,22 @@ def test_source_mtimes_modes_and_caches_do_not_change_the_zip(arm64, tmp_path):
 
 def test_a_source_change_changes_the_zip(arm64, tmp_path):
     package = tmp_path / "src" / "classwire"
-    shutil.copytree(ROOT / "lambdas" / "classwire", package,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        ROOT / "lambdas" / "classwire", package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
     with open(package / "handlers" / "message.py", "a") as file:
         file.write("\n# changed\n")
     assert bl.build(ARM64, tmp_path / "out", package_dir=package).sha256_hex != arm64.sha256_hex
 
 
 def test_cli_builds_the_environments_zip(arm64, tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_lambdas.py"), "--env", "dev",
-                             "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "build_lambdas.py"), "--env", "dev", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     built = tmp_path / arm64.path.name
     assert _sha256(built) == arm64.sha256_hex
@@ -206,8 +224,13 @@ def test_cli_builds_the_environments_zip(arm64, tmp_path):
 
 
 def test_cli_rejects_an_unknown_environment(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_lambdas.py"), "--env", "nope",
-                             "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "build_lambdas.py"), "--env", "nope", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert "nope" in result.stderr
     assert not any(tmp_path.iterdir())
