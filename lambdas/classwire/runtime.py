@@ -8,6 +8,7 @@ pays for them.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,12 @@ if TYPE_CHECKING:
     from classwire.management_api import ManagementApi
 
 # Powertools reads these variables itself; the defaults keep a missing one from failing every flush.
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", Settings.service_name))
+# ASCII JSON: a value with an unpaired surrogate (a hostile frame or event) is escaped, not a write error
+# that would lose the log line.
+logger = Logger(
+    service=os.environ.get("POWERTOOLS_SERVICE_NAME", Settings.service_name),
+    json_serializer=functools.partial(json.dumps, separators=(",", ":"), default=str, ensure_ascii=True),
+)
 metrics = Metrics(
     namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", Settings.metrics_namespace),
     service=os.environ.get("POWERTOOLS_SERVICE_NAME", Settings.service_name),
