@@ -22,7 +22,7 @@ help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  ENV=$(ENV) (local, dev, staging, prod; prod must be named explicitly)"
 
-install: .venv/.synced .venv-checkov/.synced ## Install the locked Python dependencies (.venv, .venv-checkov)
+install: .venv/.synced .venv-checkov/.synced tests/browser/node_modules/.synced ## Install the locked dependencies (.venv, .venv-checkov, tests/browser/node_modules)
 
 .venv/.synced: pyproject.toml uv.lock
 	$(UV) sync --frozen --python $(PYTHON_VERSION)
@@ -32,6 +32,13 @@ install: .venv/.synced .venv-checkov/.synced ## Install the locked Python depend
 .venv-checkov/.synced: pyproject.toml uv.lock
 	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.venv-checkov $(UV) sync --frozen --python $(PYTHON_VERSION) --only-group checkov
 	@touch $@
+
+# The browser test's playwright-core (it drives Debian's chromium from scripts/install-system-deps).
+# `npm ci` empties node_modules first, so the stamp inside it goes only once the install completed.
+# Without Node there is nothing to install (and tests/browser skips).
+tests/browser/node_modules/.synced: tests/browser/package.json tests/browser/package-lock.json
+	@if ! command -v node >/dev/null 2>&1; then echo "node not found: tests/browser will skip"; \
+	else cd tests/browser && npm ci --no-audit --no-fund && touch node_modules/.synced; fi
 
 build: install ## Build the Lambda zip for ENV's platform into dist/ (byte-identical per commit)
 	$(RUN) python scripts/build_lambdas.py --env $(ENV)
@@ -68,8 +75,10 @@ token: install ## Print a local token: make token USER=<id> CLASSROOM=<id> ROLE=
 test: install ## Run every test (the command CI runs)
 	$(RUN) pytest
 
-prove: install ## Full-size reliability run; writes reports/reliability.md
-	HYPOTHESIS_PROFILE=prove CLASSWIRE_PROVE=full $(RUN) pytest tests/prove -q -s
+# tests/prove: chaos, load, stale state (figures in reports/reliability.md); tests/security: the fuzz runs
+# at their full example counts.
+prove: install ## Full-size reliability run (tests/prove + tests/security); writes reports/reliability.md
+	HYPOTHESIS_PROFILE=prove CLASSWIRE_PROVE=full $(RUN) pytest tests/prove $(wildcard tests/security) -q -s -o timeout=1800
 
 lint: install ## Static checks (ruff, workflows: GitHub's schema and zizmor, both offline)
 	$(RUN) ruff check lambdas terraform scripts tests localcloud clients/python bootstrap
@@ -87,7 +96,7 @@ BOOTSTRAP_DIR := bootstrap/accounts/$(ACCOUNT)/stacks/classwire-bootstrap
 bootstrap: install ## Set up an AWS account once: make bootstrap REPO=org/repo ACCOUNT=123456789012 ENVS="dev staging"
 	@test -n "$(REPO)" -a -n "$(ACCOUNT)" -a -n "$(ENVS)" || \
 		{ echo 'usage: make bootstrap REPO=<org>/<repo> ACCOUNT=<12 digits> ENVS="<env> ..."'; exit 2; }
-	$(RUN) python bootstrap/main.py --repo "$(REPO)" --account "$(ACCOUNT)" $(foreach env,$(ENVS),--env $(env))
+	$(RUN) python bootstrap/synth_bootstrap.py --repo "$(REPO)" --account "$(ACCOUNT)" $(foreach env,$(ENVS),--env $(env))
 	cfg=$$(scripts/terraform-cli-config) && export TF_CLI_CONFIG_FILE=$${cfg:-$$TF_CLI_CONFIG_FILE} && \
 		terraform -chdir=$(BOOTSTRAP_DIR) init -input=false && terraform -chdir=$(BOOTSTRAP_DIR) apply -input=false
 
@@ -95,7 +104,7 @@ bench: install ## Benchmarks: fan-out, Redis round trips, CPU per message, cold 
 	$(RUN) python scripts/bench.py
 
 cost: install ## Monthly cost of ENV's stack for a usage profile: make cost ENV=prod PROFILE=<file>
-	$(RUN) python scripts/cost_model.py --env $(ENV) --profile "$(PROFILE)"
+	$(RUN) python scripts/cost_model.py --env $(ENV) --profile "$(or $(PROFILE),cost/profiles/mid_size_school.toml)"
 
 clean: ## Remove build output
 	rm -rf dist build cdktf.out .pytest_cache reports/*.json

@@ -1,6 +1,6 @@
 """`make bench`: every performance figure the project promises, measured in one run on this machine.
 
-    python scripts/bench.py [--quick] [--only fanout,redis,handler,cold,zips,synth] [--json reports/bench.json]
+    python scripts/bench.py [--quick] [--only fanout,redis,handler,cold,zips,synth,e2e] [--json reports/bench.json]
 
 Prints one table per section and writes them all to a JSON file. Each comparison (lean client against
 boto3, fan-out against its floor) is measured in the same run, since this machine is shared and noisy.
@@ -93,7 +93,9 @@ def redis_round_trips(sizes=ROOM_SIZES) -> dict:
 
 def _evalsha_calls(client) -> int:
     stats = client.info("commandstats")
-    return sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_info"))
+    return sum(
+        v["calls"] for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_info")
+    )
 
 
 # --- handler CPU per delivered message ------------------------------------------------------------
@@ -107,28 +109,41 @@ def handler_cpu(members: int = 1000, sends: int = 20) -> dict:
     from localcloud.cache import RedisServer
     from tests.support.events import Caller, LambdaContext, message_event
 
-    with RedisServer() as server, bench_fanout.stub_process(0) as endpoint, _environment(
-        CLASSWIRE_REDIS_URL=server.url,
-        CLASSWIRE_MANAGEMENT_ENDPOINT=endpoint,
-        CLASSWIRE_JWT_SECRET_ARN="arn:aws:secretsmanager:eu-west-1:123456789012:secret:unused",
-        CLASSWIRE_RATE_PER_SECOND="100000",
-        CLASSWIRE_RATE_BURST="100000",
-        AWS_ACCESS_KEY_ID="AKIDEXAMPLE",
-        AWS_SECRET_ACCESS_KEY="secret",
-        AWS_REGION="eu-west-1",
-        POWERTOOLS_METRICS_DISABLED="true",
-        POWERTOOLS_LOG_LEVEL="WARNING",
+    with (
+        RedisServer() as server,
+        bench_fanout.stub_process(0) as endpoint,
+        _environment(
+            CLASSWIRE_REDIS_URL=server.url,
+            CLASSWIRE_MANAGEMENT_ENDPOINT=endpoint,
+            CLASSWIRE_JWT_SECRET_ARN="arn:aws:secretsmanager:eu-west-1:123456789012:secret:unused",
+            CLASSWIRE_RATE_PER_SECOND="100000",
+            CLASSWIRE_RATE_BURST="100000",
+            AWS_ACCESS_KEY_ID="AKIDEXAMPLE",
+            AWS_SECRET_ACCESS_KEY="secret",
+            AWS_REGION="eu-west-1",
+            POWERTOOLS_METRICS_DISABLED="true",
+            POWERTOOLS_LOG_LEVEL="WARNING",
+        ),
     ):
-        for cached in (runtime.settings, runtime.redis_client, runtime.classroom_store, runtime.management_api):
+        for cached in (
+            runtime.settings,
+            runtime.redis_client,
+            runtime.classroom_store,
+            runtime.management_api,
+        ):
             cached.cache_clear()
         callers = [Caller(f"c{i:05d}=", f"u{i}", "student", "bench") for i in range(members)]
         store = runtime.classroom_store()
         for caller in callers:  # straight into the store: $connect's fan-outs are not what is measured
             store.join(Member(caller.connection_id, "bench", caller.user_id, "student"), 0)
         context = LambdaContext()
-        message.handler(message_event(callers[0], {"action": "send", "id": "w", "event": "chat", "data": {}}), context)
+        message.handler(
+            message_event(callers[0], {"action": "send", "id": "w", "event": "chat", "data": {}}), context
+        )
         events = [
-            message_event(callers[0], {"action": "send", "id": f"m{i}", "event": "stroke", "data": {"p": [i, i]}})
+            message_event(
+                callers[0], {"action": "send", "id": f"m{i}", "event": "stroke", "data": {"p": [i, i]}}
+            )
             for i in range(sends)
         ]
         cpu, wall = time.process_time(), time.perf_counter()
@@ -177,10 +192,25 @@ def cold_init(zip_path: Path, runs: int = 10) -> dict:
                 for _ in range(runs)
             ]
             profile = subprocess.run(
-                [sys.executable, "-I", "-S", "-X", "importtime", "-c", IMPORT_ONE.format(module=module), code],
-                env=env, capture_output=True, text=True, check=True,
+                [
+                    sys.executable,
+                    "-I",
+                    "-S",
+                    "-X",
+                    "importtime",
+                    "-c",
+                    IMPORT_ONE.format(module=module),
+                    code,
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stderr
-            results[name] = {"median_ms": round(statistics.median(samples) * 1000, 1), "top": _dominant(profile)}
+            results[name] = {
+                "median_ms": round(statistics.median(samples) * 1000, 1),
+                "top": _dominant(profile),
+            }
     return results
 
 
@@ -204,8 +234,12 @@ def zips() -> dict:
 
     results = {}
     for env in ("local", "dev"):
-        subprocess.run([sys.executable, "scripts/build_lambdas.py", "--env", env], cwd=ROOT, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "scripts/build_lambdas.py", "--env", env],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
         path = ROOT / load(env).lambda_zip
         results[path.name] = {"bytes": path.stat().st_size, "mb": round(path.stat().st_size / 1e6, 2)}
     return results
@@ -234,9 +268,46 @@ print("total", time.perf_counter() - started)
 def synth_times() -> dict:
     """All four stacks in one process: the jsii runtime's start, then each stack."""
     env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
-    output = subprocess.run([sys.executable, "-c", SYNTH_ALL], cwd=ROOT, env=env, capture_output=True, text=True,
-                            check=True).stdout
-    return {name: round(float(seconds), 2) for name, seconds in (line.split() for line in output.splitlines())}
+    output = subprocess.run(
+        [sys.executable, "-c", SYNTH_ALL], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    ).stdout
+    return {
+        name: round(float(seconds), 2) for name, seconds in (line.split() for line in output.splitlines())
+    }
+
+
+# --- end to end -----------------------------------------------------------------------------------
+
+E2E_FULL = {"connections": 1000, "classrooms": 40, "events_per_second": 5, "seconds": 30, "processes": 3}
+E2E_QUICK = {"connections": 120, "classrooms": 8, "events_per_second": 5, "seconds": 5, "processes": 1}
+
+
+def end_to_end(quick: bool) -> dict:
+    """The local system (gateway process, warm workers, real Redis) under `localcloud.load`: p50/p99."""
+    import secrets
+
+    from localcloud.load import percentile, run_load
+    from localcloud.system import LocalSystem
+
+    shape = E2E_QUICK if quick else E2E_FULL
+    with LocalSystem(key=secrets.token_urlsafe(48), gateway="process", max_concurrency=8) as system:
+        result = run_load(
+            system.websocket_url,
+            lambda user, room: system.token(user, room, "student"),
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+            **shape,
+        )
+    latencies = result["latencies"]
+    return {
+        **shape,
+        "deliveries": len(latencies),
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p95_ms": round(percentile(latencies, 95), 1),
+        "p99_ms": round(percentile(latencies, 99), 1),
+        "lost": result["lost"],
+        "duplicates": result["duplicates"],
+        "setup_s": round(result["setup_s"], 1),
+    }
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -245,15 +316,22 @@ def synth_times() -> dict:
 def report(results: dict) -> str:
     lines = [f"classwire bench, {results['when']}, {results['machine']}"]
     if "fanout" in results:
-        lines += ["", "## Fan-out against @connections with injected latency", bench_fanout.table(results["fanout"])]
+        lines += [
+            "",
+            "## Fan-out against @connections with injected latency",
+            bench_fanout.table(results["fanout"]),
+        ]
     if "redis" in results:
         lines += ["", "## Redis round trips (client calls)", f"{'members':>8} {'send':>5} {'sync page':>10}"]
         lines += [f"{size:>8} {r['send']:>5} {r['sync_page']:>10}" for size, r in results["redis"].items()]
     if "handler" in results:
         h = results["handler"]
-        lines += ["", "## Message handler, instant endpoint",
-                  f"{h['cpu_us_per_delivery']} us CPU per delivered message ({h['members']} members, {h['sends']} "
-                  f"sends; {h['wall_ms_per_send']} ms wall per send)"]
+        lines += [
+            "",
+            "## Message handler, instant endpoint",
+            f"{h['cpu_us_per_delivery']} us CPU per delivered message ({h['members']} members, {h['sends']} "
+            f"sends; {h['wall_ms_per_send']} ms wall per send)",
+        ]
     if "cold" in results:
         lines += ["", "## Cold initialisation from the zip (median of 10, fresh interpreter)"]
         for name, c in results["cold"].items():
@@ -264,12 +342,27 @@ def report(results: dict) -> str:
         lines += [f"{name}: {z['bytes']} bytes ({z['mb']} MB)" for name, z in results["zips"].items()]
     if "synth" in results:
         s = results["synth"]
-        lines += ["", "## Synthesis (one process, all stacks)",
-                  ", ".join(f"{name} {seconds:.2f} s" for name, seconds in s.items())]
+        lines += [
+            "",
+            "## Synthesis (one process, all stacks)",
+            ", ".join(f"{name} {seconds:.2f} s" for name, seconds in s.items()),
+        ]
+    if "e2e" in results:
+        e = results["e2e"]
+        lines += [
+            "",
+            "## End to end on the local system",
+            f"{e['connections']} clients in {e['classrooms']} classrooms, {e['events_per_second']} persistent "
+            f"events/s per classroom for {e['seconds']} s: p50 {e['p50_ms']} ms, p95 {e['p95_ms']} ms, "
+            f"p99 {e['p99_ms']} ms over {e['deliveries']} deliveries; lost {e['lost']}, "
+            f"duplicates {e['duplicates']}",
+        ]
     if "targets" in results:
         lines += ["", "## Targets"]
-        lines += [f"{'met ' if t['met'] else 'MISSED'} {name}: {t['value']} (target {t['target']})"
-                  for name, t in results["targets"].items()]
+        lines += [
+            f"{'met ' if t['met'] else 'MISSED'} {name}: {t['value']} (target {t['target']})"
+            for name, t in results["targets"].items()
+        ]
     return "\n".join(lines)
 
 
@@ -285,15 +378,19 @@ def targets(results: dict) -> dict:
         checks["handler_cpu_us_per_delivery"] = results["handler"]["cpu_us_per_delivery"]
     if "cold" in results:
         checks["cold_init_ms"] = max(c["median_ms"] for c in results["cold"].values())
-    return {name: {"value": value, "target": TARGETS[name], "met": value <= TARGETS[name]}
-            for name, value in checks.items()}
+    return {
+        name: {"value": value, "target": TARGETS[name], "met": value <= TARGETS[name]}
+        for name, value in checks.items()
+    }
 
 
-SECTIONS = ("fanout", "redis", "handler", "cold", "zips", "synth")
+SECTIONS = ("fanout", "redis", "handler", "cold", "zips", "synth", "e2e")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     parser.add_argument("--quick", action="store_true", help="fewer runs (a smoke test of the bench itself)")
     parser.add_argument("--json", type=Path, default=ROOT / "reports" / "bench.json")
@@ -313,7 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     if "fanout" in sections:
         with RedisServer() as server:
             results["fanout"] = bench_fanout.run(
-                sizes=(30, 300) if args.quick else ROOM_SIZES, runs=runs, redis_url=server.url,
+                sizes=(30, 300) if args.quick else ROOM_SIZES,
+                runs=runs,
+                redis_url=server.url,
                 sequential_sizes=(30,),
             )
     if "redis" in sections:
@@ -324,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         results["cold"] = cold_init(ROOT / load("local").lambda_zip, runs=3 if args.quick else 10)
     if "synth" in sections:
         results["synth"] = synth_times()
+    if "e2e" in sections:
+        results["e2e"] = end_to_end(args.quick)
     results["targets"] = targets(results)
     print(report(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
