@@ -13,6 +13,7 @@ Runs until interrupted; prints `classwire local cloud is up` once it serves, wit
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -64,13 +65,18 @@ def apply_stack(config: EnvConfig, timings: dict[str, float], say: Callable[[str
 
     def deploy(aws: AwsEmulator) -> Manifest:
         started = time.monotonic()
-        say(f"synthesizing {config.stack_name} for the emulator at {aws.endpoint}")
-        run(
-            [sys.executable, "terraform/main.py", "--env", config.name, "--aws-endpoint", aws.endpoint],
-            what="synth",
-        )
-        timings["synth"] = time.monotonic() - started
         stack_dir = ROOT / "cdktf.out" / "stacks" / config.stack_name
+        stamp, digest = stack_dir / ".synth-inputs", synth_inputs_digest(config, aws.endpoint)
+        if (stack_dir / "cdk.tf.json").exists() and stamp.exists() and stamp.read_text() == digest:
+            say(f"{config.stack_name} unchanged since its last synthesis: applying that cdk.tf.json")
+        else:
+            say(f"synthesizing {config.stack_name} for the emulator at {aws.endpoint}")
+            run(
+                [sys.executable, "terraform/main.py", "--env", config.name, "--aws-endpoint", aws.endpoint],
+                what="synth",
+            )
+            stamp.write_text(digest)
+        timings["synth"] = time.monotonic() - started
         # A fresh emulator holds nothing: state from an earlier run would describe resources that are gone.
         for stale in stack_dir.glob("terraform.tfstate*"):
             stale.unlink()
@@ -90,6 +96,20 @@ def apply_stack(config: EnvConfig, timings: dict[str, float], say: Callable[[str
         return Manifest.from_terraform_state(state, stack_dir)
 
     return deploy
+
+
+def synth_inputs_digest(config: EnvConfig, aws_endpoint: str) -> str:
+    """What the synthesized stack depends on: the constructs, the Lambda code (its route table and
+    settings), the package, the locked dependencies and the emulator's endpoint. When none changed, the
+    last synthesis is reused: synthesis is deterministic, and most of its time is jsii's start-up."""
+    digest = hashlib.sha256(aws_endpoint.encode())
+    sources = [*(ROOT / "terraform").rglob("*.py"), *(ROOT / "lambdas").rglob("*.py")]
+    for path in sorted(p for p in sources if "__pycache__" not in p.parts) + [
+        ROOT / "uv.lock",
+        ROOT / config.lambda_zip,
+    ]:
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def build_package(config: EnvConfig, timings: dict[str, float], say: Callable[[str], None]) -> None:
