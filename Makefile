@@ -100,7 +100,7 @@ bootstrap: install ## Set up an AWS account once: make bootstrap REPO=org/repo A
 	cfg=$$(scripts/terraform-cli-config) && export TF_CLI_CONFIG_FILE=$${cfg:-$$TF_CLI_CONFIG_FILE} && \
 		terraform -chdir=$(BOOTSTRAP_DIR) init -input=false && terraform -chdir=$(BOOTSTRAP_DIR) apply -input=false
 
-bench: install ## Benchmarks: fan-out, Redis round trips, CPU per message, cold starts, zips, synth
+bench: install ## Benchmarks (fan-out, Redis round trips, CPU per message, cold starts, zips, synth, end to end) into reports/bench.json
 	$(RUN) python scripts/bench.py
 
 cost: install ## Monthly cost of ENV's stack for a usage profile: make cost ENV=prod PROFILE=<file>

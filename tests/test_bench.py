@@ -1,0 +1,38 @@
+"""`make bench` itself: a quick run of its cheap sections works and checks its targets (the full run's
+figures are in reports/bench.json and the README)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_bench_measures_redis_round_trips_and_handler_cpu(tmp_path):
+    result_file = tmp_path / "bench.json"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "scripts/bench.py",
+            "--quick",
+            "--only",
+            "redis,handler",
+            "--json",
+            str(result_file),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads(result_file.read_text())
+    # One Lua script per persistent send and per sync page, whatever the room size.
+    assert {size: r["send"] for size, r in results["redis"].items()} == {"30": 1, "300": 1, "1000": 1}
+    assert all(r["sync_page"] == 1 for r in results["redis"].values())
+    assert results["handler"]["cpu_us_per_delivery"] > 0
+    assert set(results["targets"]) == {"redis_calls_per_send", "handler_cpu_us_per_delivery"}
+    assert "## Targets" in run.stdout
