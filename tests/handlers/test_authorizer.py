@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 
-import boto3
 import jwt
 import pytest
 from moto import mock_aws
 
 from classwire import runtime
 from classwire.handlers import authorizer
+from tests.support.signing_secret import store_signing_secret
 from tests.support.events import LambdaContext, authorizer_event
 
 SECRET = "local-signing-key-0123456789abcdef0123456789"
@@ -19,11 +19,7 @@ SECRET = "local-signing-key-0123456789abcdef0123456789"
 @pytest.fixture
 def configured(monkeypatch):
     with mock_aws():
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-        arn = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
-            Name="classwire/jwt", SecretString=SECRET
-        )["ARN"]
-        monkeypatch.setenv("CLASSWIRE_JWT_SECRET_ARN", arn)
+        store_signing_secret(monkeypatch, SECRET)
         monkeypatch.setenv("CLASSWIRE_JWT_AUDIENCE", "classwire")
         runtime.settings.cache_clear()
         authorizer.verifier.cache_clear()

@@ -19,7 +19,6 @@ import logging
 import time
 from collections import Counter
 
-import boto3
 import jwt
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -35,6 +34,7 @@ from classwire.routes import MESSAGE_ACTIONS
 from tests.core.test_fuzz_frames import frames as structured_frames
 from tests.core.test_fuzz_frames import json_values
 from tests.core.test_fuzz_frames import raw_bodies as core_bodies
+from tests.support.signing_secret import store_signing_secret
 from tests.support.events import (
     Caller,
     LambdaContext,
@@ -113,14 +113,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(redis_server, report):
     with mock_aws(), ManagementStub() as stub, pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-        env.setenv("AWS_REGION", "eu-west-1")
-        arn = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
-            Name="classwire/fuzz", SecretString=SECRET
-        )["ARN"]
-        env.setenv("CLASSWIRE_JWT_ALGORITHMS", "HS256")
-        env.setenv("CLASSWIRE_JWT_SECRET_ARN", arn)
-        for name in ("CLASSWIRE_JWT_JWKS_URL", "CLASSWIRE_JWT_ISSUER", "CLASSWIRE_JWT_AUDIENCE"):
+        store_signing_secret(env, SECRET, name="classwire/fuzz")
+        for name in ("CLASSWIRE_JWT_ISSUER", "CLASSWIRE_JWT_AUDIENCE"):
             env.delenv(name, raising=False)
         env.setenv("CLASSWIRE_REDIS_URL", redis_server.url)
         env.setenv("CLASSWIRE_MANAGEMENT_ENDPOINT", stub.endpoint)

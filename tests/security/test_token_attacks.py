@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import boto3
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -32,6 +31,7 @@ from websockets.exceptions import InvalidStatus
 from classwire import runtime
 from classwire.handlers import authorizer
 from tests.security.conftest import lambda_logs
+from tests.support.signing_secret import store_signing_secret
 from tests.support.events import LambdaContext, authorizer_event
 
 SECRET = "hs256-attack-suite-key-0123456789abcdef0123456789"
@@ -112,13 +112,7 @@ def _reset_caches():
 def hs256(monkeypatch):
     """HS256 with the key in Secrets Manager, issuer and audience configured (as dev)."""
     with mock_aws():
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-        arn = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
-            Name="classwire/jwt", SecretString=SECRET
-        )["ARN"]
-        monkeypatch.setenv("CLASSWIRE_JWT_ALGORITHMS", "HS256")
-        monkeypatch.setenv("CLASSWIRE_JWT_SECRET_ARN", arn)
-        monkeypatch.delenv("CLASSWIRE_JWT_JWKS_URL", raising=False)
+        store_signing_secret(monkeypatch, SECRET)
         monkeypatch.setenv("CLASSWIRE_JWT_ISSUER", ISSUER)
         monkeypatch.setenv("CLASSWIRE_JWT_AUDIENCE", AUDIENCE)
         _reset_caches()
