@@ -151,19 +151,18 @@ class LocalSystem:
     def restart_gateway(self, sig: int = signal.SIGTERM) -> None:
         """Stops the gateway process (SIGTERM: cleanly; SIGKILL: no `$disconnect` runs) and starts it
         again on the same port."""
-        if not isinstance(self._gateway, GatewayProcess):
-            raise RuntimeError("restart_gateway needs LocalSystem(gateway='process')")
-        self._gateway.restart(sig)
+        self._gateway_process().restart(sig)
 
     def kill_gateway(self, sig: int = signal.SIGKILL) -> None:
-        if not isinstance(self._gateway, GatewayProcess):
-            raise RuntimeError("kill_gateway needs LocalSystem(gateway='process')")
-        self._gateway.stop(sig)
+        self._gateway_process().stop(sig)
 
     def start_gateway(self) -> None:
+        self._gateway_process().start()
+
+    def _gateway_process(self) -> GatewayProcess:
         if not isinstance(self._gateway, GatewayProcess):
-            raise RuntimeError("start_gateway needs LocalSystem(gateway='process')")
-        self._gateway.start()
+            raise RuntimeError("stopping or starting the gateway needs LocalSystem(gateway='process')")
+        return self._gateway
 
     def failover(self) -> None:
         """ElastiCache-style: promote the replica without waiting for it, move the primary endpoint."""

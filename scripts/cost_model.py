@@ -641,16 +641,18 @@ def estimate(stack: StackFacts, profile: UsageProfile, prices: PriceBook) -> Est
         return math.ceil(io_ms + cpu_ms * max(1.0, timing.full_vcpu_memory_mb / memory))  # billed per 1 ms
 
     fan = timing.cpu_ms_per_delivery
+
+    def fanning_out(function: str) -> int:
+        """One frame's work that ends in a fan-out to the room: a Redis script and the posts."""
+        return wall_ms(
+            function,
+            timing.redis_round_trip_ms + timing.post_round_trip_ms,
+            timing.cpu_ms_per_frame + fan * room,
+        )
+
     invocations = {  # function -> [(per second, billed ms)]
         "message": [
-            (
-                sends,
-                wall_ms(
-                    "message",
-                    timing.redis_round_trip_ms + timing.post_round_trip_ms,
-                    timing.cpu_ms_per_frame + fan * room,
-                ),
-            ),
+            (sends, fanning_out("message")),
             (pings, wall_ms("message", timing.redis_round_trip_ms, timing.cpu_ms_per_frame)),
             (
                 reconnects * sync_pages,
@@ -664,26 +666,8 @@ def estimate(stack: StackFacts, profile: UsageProfile, prices: PriceBook) -> Est
             ),
         ],
         "authorizer": [(reconnects, wall_ms("authorizer", 0.0, timing.authorizer_cpu_ms))],
-        "connect": [
-            (
-                reconnects,
-                wall_ms(
-                    "connect",
-                    timing.redis_round_trip_ms + timing.post_round_trip_ms,
-                    timing.cpu_ms_per_frame + fan * room,
-                ),
-            )
-        ],
-        "disconnect": [
-            (
-                reconnects,
-                wall_ms(
-                    "disconnect",
-                    timing.redis_round_trip_ms + timing.post_round_trip_ms,
-                    timing.cpu_ms_per_frame + fan * room,
-                ),
-            )
-        ],
+        "connect": [(reconnects, fanning_out("connect"))],
+        "disconnect": [(reconnects, fanning_out("disconnect"))],
     }
     requests = gb_seconds = concurrency = 0.0
     gb_seconds_by_arch: dict[str, float] = {}

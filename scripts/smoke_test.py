@@ -20,20 +20,20 @@ import json
 import os
 import secrets
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT / "clients" / "python", ROOT / "terraform", ROOT / "lambdas", ROOT / "scripts"):
+for path in (ROOT / "clients" / "python", ROOT / "terraform", ROOT / "lambdas", ROOT / "scripts", ROOT):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
 from websockets.asyncio.client import connect  # noqa: E402
 
 from classwire_client import ClasswireClient  # noqa: E402
+from localcloud.tokens import issue_token  # noqa: E402
 
 TOKEN_LIFETIME_SECONDS = 300
 CHECK_TIMEOUT_SECONDS = 15.0
@@ -66,34 +66,6 @@ class Report:
 
 
 # -- tokens -------------------------------------------------------------------------------------------
-def mint_token(
-    key: str,
-    user: str,
-    classroom: str,
-    role: str,
-    *,
-    issuer: str = "",
-    audience: str = "",
-    lifetime_seconds: int = TOKEN_LIFETIME_SECONDS,
-) -> str:
-    import jwt
-
-    now = int(time.time())
-    claims: dict[str, object] = {
-        "sub": user,
-        "role": role,
-        "classrooms": [classroom],
-        "name": f"smoke {role}",
-        "iat": now,
-        "exp": now + lifetime_seconds,
-    }
-    if issuer:
-        claims["iss"] = issuer
-    if audience:
-        claims["aud"] = audience
-    return jwt.encode(claims, key, algorithm="HS256")
-
-
 def subject(token: str) -> str:
     """The token's user id: the client recognises its own acknowledgements by it (the server verifies the
     token; here it is only read)."""
@@ -125,14 +97,15 @@ def signing_key(secret_arn: str, region: str, client=None) -> str:
 def minted_target(url: str, key: str, *, issuer: str, audience: str) -> Target:
     classroom = f"smoke-{secrets.token_hex(6)}"
     suffix = secrets.token_hex(3)
+    signing = {"key": key, "issuer": issuer, "audience": audience, "lifetime_seconds": TOKEN_LIFETIME_SECONDS}
     return Target(
         url=url,
         classroom=classroom,
-        teacher_token=mint_token(
-            key, f"smoke-teacher-{suffix}", classroom, "teacher", issuer=issuer, audience=audience
+        teacher_token=issue_token(
+            f"smoke-teacher-{suffix}", [classroom], "teacher", "smoke teacher", **signing
         ),
-        student_token=mint_token(
-            key, f"smoke-student-{suffix}", classroom, "student", issuer=issuer, audience=audience
+        student_token=issue_token(
+            f"smoke-student-{suffix}", [classroom], "student", "smoke student", **signing
         ),
     )
 
