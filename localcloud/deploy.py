@@ -85,7 +85,7 @@ def apply_stack(config: EnvConfig, timings: dict[str, float], say: Callable[[str
         started = time.monotonic()
         run([*terraform, "init", "-input=false"], env=env, what="terraform init")
         timings["terraform init"] = time.monotonic() - started
-        say("terraform apply (about a minute and a half: the AWS provider waits for the cache cluster)")
+        say("terraform apply (about a minute: the AWS provider waits for the KMS key and the cache cluster)")
         started = time.monotonic()
         applied = run(
             [*terraform, "apply", "-auto-approve", "-input=false", "-no-color"], env=env, what="apply"

@@ -137,18 +137,26 @@ class Manifest:
 
         Only what API Gateway itself would read is used: the API's route selection expression, each
         route's target integration and authorizer, route responses (two-way routes), the stage, and
-        each integrated function's handler, package, environment, timeout and memory.
+        each integrated function's handler, package (the uploaded object it was created from),
+        environment, timeout and memory.
         """
         by_type: dict[str, list[dict]] = {}
         for resource in _state_resources(state.get("values", {}).get("root_module", {})):
             by_type.setdefault(resource["type"], []).append(resource["values"])
         (api,) = by_type["aws_apigatewayv2_api"]
         (stage,) = by_type["aws_apigatewayv2_stage"]
+        # A function's package is the S3 object version it was created from; the object's `source` is the
+        # zip that was uploaded, relative to the stack directory as the provider resolved it.
+        uploads = {
+            (o["bucket"], o["key"], o["version_id"]): o["source"] for o in by_type.get("aws_s3_object", [])
+        }
         functions = {
             fn["invoke_arn"]: FunctionSpec(
                 name=fn["function_name"],
                 handler=fn["handler"],
-                code=str((stack_dir / fn["filename"]).resolve()),
+                code=str(
+                    (stack_dir / uploads[fn["s3_bucket"], fn["s3_key"], fn["s3_object_version"]]).resolve()
+                ),
                 environment=dict((fn.get("environment") or [{}])[0].get("variables") or {}),
                 timeout=float(fn["timeout"]),
                 memory=int(fn["memory_size"]),

@@ -20,6 +20,8 @@ Lambda
   LoggingConfig and DeadLetterConfig are not kept
 EC2
   a security-group rule that references a group loses its description
+S3
+  a bucket policy's Condition is ignored, so a TLS-only Deny (aws:SecureTransport false) denies every write
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def apply() -> None:
     _patch_apigatewayv2()
     _patch_lambda()
     _patch_ec2()
+    _patch_s3()
     _applied = True
 
 
@@ -678,6 +681,34 @@ def _patch_lambda() -> None:
         if "DeadLetterConfig" in config_updates:
             self.dead_letter_config = config_updates["DeadLetterConfig"] or {}
         return original(self, config_updates)
+
+
+# ---------------------------------------------------------------------------------------------------- S3
+
+
+def _patch_s3() -> None:
+    import json
+
+    from moto.s3.models import FakeBucket
+
+    # Gap: moto evaluates a bucket policy's statements without their Condition, so the usual TLS-only
+    # statement (Deny s3:* when aws:SecureTransport is false) denies every request, uploads included. The
+    # emulator stands in for AWS's HTTPS endpoints (its plain HTTP is the loopback hop only), so that
+    # statement never matches; every other statement is evaluated as moto does.
+    insecure_transport_only = {"Bool": {"aws:SecureTransport": "false"}}
+
+    @_wraps(FakeBucket, "get_permission")
+    def _get_permission(original, self, action, resource):
+        from moto.iam.access_control import IAMPolicy, PermissionResult
+
+        if self.policy is None:
+            return original(self, action, resource)
+        policy = json.loads(self.policy)
+        kept = [s for s in policy.get("Statement", []) if s.get("Condition") != insecure_transport_only]
+        if not kept:
+            return PermissionResult.NEUTRAL
+        # moto's own evaluation (IAMPolicy), of the statements that can match.
+        return IAMPolicy(json.dumps({**policy, "Statement": kept})).is_action_permitted(action, resource)
 
 
 def _as_bool(value: Any, default: bool) -> bool:

@@ -1223,7 +1223,8 @@ def render_markdown(
         "- Custom metrics: the metric names found in `lambdas/classwire` (one dimension set each) plus "
         "ColdStart per function; a per-classroom dimension would multiply this by the classrooms.",
         "- Not included: AWS Support, data transfer of the ElastiCache snapshots beyond the free allowance, SNS "
-        "e-mails, Terraform state (S3), free tiers, Savings Plans and reserved nodes.",
+        "e-mails, Terraform state and the code bucket (S3, a few MB: under $0.01), free tiers, Savings Plans and "
+        "reserved nodes.",
         "",
         "Prices whose stored page did not show the number itself are marked ASSUMED in `cost/prices.toml`:",
         "",

@@ -22,7 +22,7 @@ for path in (ROOT / "terraform", ROOT / "lambdas"):
 from cdktf import App  # noqa: E402
 
 from classwire_infra.config import ENVIRONMENTS, ConfigError, load  # noqa: E402
-from classwire_infra.functions import LambdaCode, MissingPackageError  # noqa: E402
+from classwire_infra.code_bucket import LambdaCode, MissingPackageError  # noqa: E402
 from classwire_infra.stack import ClasswireStack  # noqa: E402
 
 

@@ -119,6 +119,7 @@ def deploy_policy(config: BootstrapConfig, env: str) -> dict:
         return f"arn:{p}:{service}:{region if in_region else ''}:{account}:{resource}"
 
     in_region = {"StringEquals": {"aws:RequestedRegion": region}}
+    code_bucket = f"arn:{p}:s3:::{prefix}-code-{region}-{account}"
     own_tags = {"StringEquals": {"aws:ResourceTag/project": PROJECT, "aws:ResourceTag/environment": env}}
     return {
         "Version": VERSION,
@@ -230,6 +231,31 @@ def deploy_policy(config: BootstrapConfig, env: str) -> dict:
                     "lambda:UntagResource",
                 ],
                 "Resource": [arn("lambda", f"function:{prefix}-*")],
+            },
+            {
+                "Sid": "CodeBucket",
+                "Effect": "Allow",
+                "Action": [
+                    "s3:CreateBucket",
+                    "s3:DeleteBucket",
+                    "s3:PutBucketTagging",
+                    "s3:PutBucketPolicy",
+                    "s3:DeleteBucketPolicy",
+                    "s3:PutBucketVersioning",
+                    "s3:PutEncryptionConfiguration",
+                    "s3:PutBucketPublicAccessBlock",
+                    "s3:PutBucketOwnershipControls",
+                    "s3:PutLifecycleConfiguration",
+                    "s3:ListBucketVersions",
+                    "s3:PutObject",
+                    "s3:PutObjectTagging",
+                    # Lambda reads the package with the caller's permissions when it creates or updates a function.
+                    "s3:GetObject",
+                    "s3:GetObjectVersion",
+                    "s3:DeleteObject",
+                    "s3:DeleteObjectVersion",
+                ],
+                "Resource": [code_bucket, f"{code_bucket}/*"],
             },
             {
                 "Sid": "WebSocketApi",

@@ -93,6 +93,10 @@ class EnvConfig:
     redis_snapshot_window: str = "02:00-03:00"
 
     log_retention_days: int = 30
+    # Packages the code bucket replaced expire after this many days; until then a rollback can re-point a
+    # function to one. None (no lifecycle rule) only for the local cloud: the emulator expires nothing, and
+    # the AWS provider spends about 55 s confirming a new lifecycle rule, the longest wait of a local apply.
+    replaced_package_days: int | None = 30
     lambda_memory_mb: int = 512
     lambda_timeout_seconds: int = 10
     lambda_architecture: Literal["arm64", "x86_64"] = "arm64"
@@ -216,6 +220,10 @@ class EnvConfig:
         if not self.redis_engine_version.startswith("7."):
             yield "redis_engine_version must be 7.x (IAM authentication needs Redis 7)"
 
+        if self.replaced_package_days is None and self.name != "local":
+            yield "replaced_package_days: only the local cloud may keep replaced packages without expiry"
+        if self.replaced_package_days is not None and self.replaced_package_days < 1:
+            yield "replaced_package_days must be at least 1"
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             yield f"log_retention_days {self.log_retention_days} is not a CloudWatch Logs retention period"
         if not 128 <= self.lambda_memory_mb <= 10240:
@@ -306,6 +314,7 @@ def _configs() -> dict[str, EnvConfig]:
             redis_snapshot_retention_days=1,
             redis_iam_auth=False,
             log_retention_days=7,
+            replaced_package_days=None,
             lambda_memory_mb=256,
             lambda_architecture=_host_architecture(),
             lambda_runtime=f"python3.{sys.version_info.minor}",
@@ -373,6 +382,7 @@ def _configs() -> dict[str, EnvConfig]:
             redis_automatic_failover=True,
             redis_snapshot_retention_days=7,
             log_retention_days=365,
+            replaced_package_days=90,
             lambda_memory_mb=1024,
             stage_name="prod",
             throttling_rate_limit=2000.0,

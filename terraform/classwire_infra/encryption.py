@@ -1,5 +1,5 @@
 """Encryption: the environment's customer managed KMS key, used for every log group, the JWT secret, the
-alarm topic, the cache at rest and the Lambdas' environment variables."""
+alarm topic, the cache at rest, the Lambdas' environment variables and the code bucket."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class Encryption(Construct):
         self.key = KmsKey(
             self,
             "key",
-            description=f"{prefix}: logs, JWT secret, alarm topic, cache at rest, Lambda environment",
+            description=f"{prefix}: logs, JWT secret, alarm topic, cache at rest, Lambda environment and code",
             enable_key_rotation=True,
             deletion_window_in_days=30,
             policy=json.dumps(policy),

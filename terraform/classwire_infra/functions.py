@@ -1,18 +1,10 @@
-"""Functions: one Lambda per entry of `classwire.routes.FUNCTIONS`, all from the same zip, each with its own
-log group and its own least-privilege role.
-
-The package is identified by the base64 SHA-256 of the zip's bytes (what the provider compares), so an
-unchanged build never redeploys, whatever the file's mtime or the workspace.
-"""
+"""Functions: one Lambda per entry of `classwire.routes.FUNCTIONS`, all from the same package (one version
+of the CodeBucket's object), each with its own log group and its own least-privilege role."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import os
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import (
@@ -36,28 +28,7 @@ from constructs import Construct
 from classwire import routes
 from classwire.settings import Settings
 
-
-class MissingPackageError(FileNotFoundError):
-    pass
-
-
-@dataclass(frozen=True)
-class LambdaCode:
-    """The shared function zip: the path Terraform reads it from, and the base64 SHA-256 of its bytes."""
-
-    path: str
-    sha256_base64: str
-
-    @classmethod
-    def from_zip(cls, zip_file: Path, *, relative_to: Path | None = None, env: str = "") -> LambdaCode:
-        """Hash the zip now; `relative_to` is the directory Terraform runs in (the synthesized stack's)."""
-        if not zip_file.is_file():
-            raise MissingPackageError(
-                f"the Lambda package {zip_file} does not exist: run `make build ENV={env or '<env>'}` first"
-            )
-        digest = base64.b64encode(hashlib.sha256(zip_file.read_bytes()).digest()).decode()
-        path = os.path.relpath(zip_file.resolve(), relative_to.resolve()) if relative_to else str(zip_file)
-        return cls(path=path, sha256_base64=digest)
+from .code_bucket import DeployedCode
 
 
 class Functions(Construct):
@@ -74,7 +45,7 @@ class Functions(Construct):
         id_: str,
         *,
         prefix: str,
-        code: LambdaCode,
+        code: DeployedCode,
         runtime: str,
         architecture: str,
         memory_mb: int,
@@ -202,7 +173,9 @@ class Functions(Construct):
                 architectures=[architecture],
                 memory_size=memory_mb,
                 timeout=timeout_seconds,
-                filename=code.path,
+                s3_bucket=code.s3_bucket,
+                s3_key=code.s3_key,
+                s3_object_version=code.s3_object_version,
                 source_code_hash=code.sha256_base64,
                 environment=LambdaFunctionEnvironment(variables=settings.to_env()),
                 kms_key_arn=kms_key_arn,

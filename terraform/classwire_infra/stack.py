@@ -1,8 +1,9 @@
 """ClasswireStack: the whole system of one environment, wired in the order a request meets it.
 
 browser ─wss─▶ WebSocketApi ─▶ Functions (in the Network's private subnets) ─▶ Cache
-                                    └─ @connections through the Network's NAT
-Observability watches all of it; Encryption's key encrypts its logs, secret, topic and cache.
+                                    ├─ @connections through the Network's NAT
+                                    └─ code: one version of the CodeBucket's package
+Observability watches all of it; Encryption's key encrypts its logs, secret, topic, cache and code.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from classwire.settings import RedisSettings, Settings
 from .cache import Cache
 from .config import PROJECT, EnvConfig
 from .encryption import Encryption
-from .functions import Functions, LambdaCode
+from .code_bucket import CodeBucket, LambdaCode
+from .functions import Functions
 from .network import Network
 from .observability import Observability
 from .state import configure_state
@@ -124,11 +126,21 @@ class ClasswireStack(TerraformStack):
             service_name=PROJECT,
             log_level=config.log_level,
         ).validate()
+        code_bucket = CodeBucket(
+            self,
+            "code_bucket",
+            prefix=prefix,
+            region=config.region,
+            account_id=account_id,
+            code=code,
+            kms_key_arn=encryption.key_arn,
+            replaced_package_days=config.replaced_package_days,
+        )
         functions = Functions(
             self,
             "functions",
             prefix=prefix,
-            code=code,
+            code=code_bucket.package,
             runtime=config.lambda_runtime,
             architecture=config.lambda_architecture,
             memory_mb=config.lambda_memory_mb,

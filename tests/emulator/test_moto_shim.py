@@ -386,6 +386,34 @@ def test_rule_referencing_a_security_group_keeps_its_description(aws, network):
     assert rule["ReferencedGroupInfo"] == {"GroupId": clients, "UserId": ACCOUNT_ID}
 
 
+def test_tls_only_bucket_policy_admits_writes_but_other_denials_hold(aws):
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="classwire-code")
+    bucket = "arn:aws:s3:::classwire-code"
+    tls_only = {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket, f"{bucket}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    s3.put_bucket_policy(
+        Bucket="classwire-code", Policy=json.dumps({"Version": "2012-10-17", "Statement": [tls_only]})
+    )
+    s3.put_object(Bucket="classwire-code", Key="lambda/a.zip", Body=b"zip")
+    assert s3.get_object(Bucket="classwire-code", Key="lambda/a.zip")["Body"].read() == b"zip"
+
+    # A Deny without that condition still denies, as moto evaluates it.
+    deny_writes = {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": f"{bucket}/*"}
+    s3.put_bucket_policy(
+        Bucket="classwire-code",
+        Policy=json.dumps({"Version": "2012-10-17", "Statement": [tls_only, deny_writes]}),
+    )
+    with pytest.raises(ClientError) as refused:
+        s3.put_object(Bucket="classwire-code", Key="lambda/b.zip", Body=b"zip")
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
 def test_shim_refuses_a_moto_it_was_not_written_for(monkeypatch):
     import moto
 

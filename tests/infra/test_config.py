@@ -39,6 +39,8 @@ def test_unknown_environment_is_refused():
         ({"jwt": JwtSettings(algorithms=("HS256",), issuer="i", audience="a")}, "prod verifies tokens"),
         ({"jwt": JwtSettings(algorithms=("RS256",), issuer="i", audience="a")}, "need jwks_url"),
         ({"log_retention_days": 10}, "not a CloudWatch Logs retention period"),
+        ({"replaced_package_days": None}, "only the local cloud may keep replaced packages"),
+        ({"replaced_package_days": 0}, "replaced_package_days must be at least 1"),
         ({"lambda_timeout_seconds": 60}, "API Gateway's limit"),
         ({"availability_zones": ("eu-west-1a", "eu-west-1b", "eu-west-1c")}, "must be in region us-east-1"),
         ({"vpc_cidr": "8.8.0.0/16"}, "private range"),

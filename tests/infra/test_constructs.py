@@ -11,7 +11,7 @@ from cdktf import Testing as CdktfTesting  # not `Testing`: pytest would try to 
 
 from classwire import routes
 from classwire_infra.config import load
-from classwire_infra.functions import LambdaCode, MissingPackageError
+from classwire_infra.code_bucket import LambdaCode, MissingPackageError
 from classwire_infra.stack import EMULATED_SERVICES, ClasswireStack
 
 from .conftest import EMULATOR_ENDPOINT, ENVIRONMENTS
@@ -141,12 +141,59 @@ def test_one_function_per_route_table_entry_from_the_shared_zip(stacks, env):
         assert function["architectures"] == [config.lambda_architecture]
         assert function["runtime"] == config.lambda_runtime
         assert function["memory_size"] == config.lambda_memory_mb
-        assert function["filename"] == "../../../dist/classwire-lambda-placeholder.zip"
-        assert len({f["source_code_hash"] for f in functions.values()}) == 1
+        # One version of the uploaded package, pinned, and the hash the provider compares.
+        package_name = ref_id(function["s3_object_version"])
+        assert ref_id(function["s3_key"]) == package_name
+        package = stacks[env].resources("aws_s3_object")[package_name]
+        assert package["source"] == "../../../dist/classwire-lambda-placeholder.zip"
+        assert function["source_code_hash"] == package["source_hash"]
+        assert "filename" not in function
         assert function["tracing_config"]["mode"] == "Active"
         assert function["kms_key_arn"].startswith("${aws_kms_key.")
         groups = function["vpc_config"]["security_group_ids"]
         assert len(groups) == (2 if spec.uses_redis else 1)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_code_bucket_is_private_versioned_encrypted_and_tls_only(stacks, env):
+    stack = stacks[env]
+    (bucket_name,) = stack.resources("aws_s3_bucket")
+    bucket_id = f"${{aws_s3_bucket.{bucket_name}.id}}"
+    block = one(stack.resources("aws_s3_bucket_public_access_block"))
+    assert block["bucket"] == bucket_id
+    assert all(
+        block[flag] is True
+        for flag in (
+            "block_public_acls",
+            "block_public_policy",
+            "ignore_public_acls",
+            "restrict_public_buckets",
+        )
+    )
+    assert (
+        one(stack.resources("aws_s3_bucket_ownership_controls"))["rule"]["object_ownership"]
+        == "BucketOwnerEnforced"
+    )
+    versioning = one(stack.resources("aws_s3_bucket_versioning"))
+    assert versioning["versioning_configuration"]["status"] == "Enabled"
+    (rule,) = one(stack.resources("aws_s3_bucket_server_side_encryption_configuration"))["rule"]
+    default = rule["apply_server_side_encryption_by_default"]
+    assert default["sse_algorithm"] == "aws:kms" and default["kms_master_key_id"].startswith("${aws_kms_key.")
+    (statement,) = json.loads(one(stack.resources("aws_s3_bucket_policy"))["policy"])["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Condition"] == {
+        "Bool": {"aws:SecureTransport": "false"}
+    }
+    lifecycles = stack.resources("aws_s3_bucket_lifecycle_configuration")
+    if env == "local":  # the emulator expires nothing; see EnvConfig.replaced_package_days
+        assert not lifecycles
+    else:
+        (lifecycle,) = one(lifecycles)["rule"]
+        expiry = lifecycle["noncurrent_version_expiration"][0]["noncurrent_days"]
+        assert expiry == load(env).replaced_package_days
+    package = one(stack.resources("aws_s3_object"))
+    assert package["bucket"] == bucket_id and package["kms_key_id"].startswith("${aws_kms_key.")
+    # The package object exists only once versioning is on, so it has the version id the functions pin.
+    assert any(d.startswith("aws_s3_bucket_versioning.") for d in package["depends_on"])
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -475,6 +522,7 @@ def test_emulator_variant_points_every_service_at_the_endpoint(stacks):
         "iam",
         "kms",
         "lambda",
+        "s3",
         "secretsmanager",
         "sns",
     }

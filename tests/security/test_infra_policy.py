@@ -136,14 +136,30 @@ def test_every_log_group_has_retention_and_its_key(aws_stacks, env):
 def test_nothing_is_public_but_the_websocket_api(aws_stacks, env):
     stack = aws_stacks[env]
     resource_types = set(stack.json["resource"])
-    # No function URLs, buckets, load balancers or instances: API Gateway is the only way in.
+    # No function URLs, load balancers or instances: API Gateway is the only way in.
     assert not resource_types & {
         "aws_lambda_function_url",
-        "aws_s3_bucket",
         "aws_lb",
         "aws_instance",
         "aws_apigatewayv2_vpc_link",
     }
+    # Every bucket (the code bucket) blocks public access outright, and no bucket policy allows anyone.
+    blocked = {
+        block["bucket"]
+        for block in stack.resources("aws_s3_bucket_public_access_block").values()
+        if all(
+            block[flag] is True
+            for flag in (
+                "block_public_acls",
+                "block_public_policy",
+                "ignore_public_acls",
+                "restrict_public_buckets",
+            )
+        )
+    }
+    assert blocked == {f"${{aws_s3_bucket.{name}.id}}" for name in stack.resources("aws_s3_bucket")}
+    for policy in stack.resources("aws_s3_bucket_policy").values():
+        assert all(s["Effect"] == "Deny" for s in json.loads(policy["policy"])["Statement"]), policy
     for subnet in stack.resources("aws_subnet").values():
         assert subnet.get("map_public_ip_on_launch") is not True, subnet
     private = {
@@ -169,3 +185,19 @@ def test_nothing_is_public_but_the_websocket_api(aws_stacks, env):
         assert permission["source_arn"].startswith(f"${{aws_apigatewayv2_api.{api_name}.execution_arn}}/")
     # Public addresses: one Elastic IP per NAT gateway, nothing else.
     assert len(stack.resources("aws_eip")) == len(stack.resources("aws_nat_gateway"))
+
+
+@pytest.mark.parametrize("env", AWS_ENVIRONMENTS)
+def test_deploy_role_may_write_exactly_the_code_bucket_the_stack_names(aws_stacks, env):
+    import tests.pipeline.conftest  # noqa: F401  (puts bootstrap/ on the path)
+    from classwire_bootstrap import policies
+    from classwire_bootstrap.config import BootstrapConfig
+
+    account = "123456789012"
+    bootstrap = BootstrapConfig(github_repository="acme/classwire", account_id=account, environments=(env,))
+    (bucket,) = aws_stacks[env].resources("aws_s3_bucket").values()
+    name = bucket["bucket"].replace("${data.aws_caller_identity.account.account_id}", account)
+    (statement,) = [
+        s for s in policies.deploy_policy(bootstrap, env)["Statement"] if s.get("Sid") == "CodeBucket"
+    ]
+    assert statement["Resource"] == [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"]

@@ -1,0 +1,203 @@
+"""CodeBucket: the private S3 bucket the Lambda package is deployed from, and the package's upload.
+
+Functions are created from this object rather than from a local `filename`: the AWS provider holds one
+global lock around every function created from a local file (it reads each zip into memory), so four
+functions from `filename` are created one after another, each waiting for the previous one to turn
+Active. From S3 they are created in parallel.
+
+The package is identified by the base64 SHA-256 of the zip's bytes (what the provider compares), so an
+unchanged build neither re-uploads nor redeploys, whatever the file's mtime or the workspace.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
+from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
+    S3BucketLifecycleConfiguration,
+    S3BucketLifecycleConfigurationRule,
+    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload,
+    S3BucketLifecycleConfigurationRuleFilter,
+    S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
+    S3BucketOwnershipControls,
+    S3BucketOwnershipControlsRule,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
+from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
+from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
+    S3BucketServerSideEncryptionConfigurationA,
+    S3BucketServerSideEncryptionConfigurationRuleA,
+    S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
+    S3BucketVersioningA,
+    S3BucketVersioningVersioningConfiguration,
+)
+from cdktf_cdktf_provider_aws.s3_object import S3Object
+from constructs import Construct
+
+PACKAGE_KEY = "lambda/classwire-lambda.zip"
+
+
+class MissingPackageError(FileNotFoundError):
+    pass
+
+
+@dataclass(frozen=True)
+class LambdaCode:
+    """The shared function zip: the path Terraform reads it from, and the base64 SHA-256 of its bytes."""
+
+    path: str
+    sha256_base64: str
+
+    @classmethod
+    def from_zip(cls, zip_file: Path, *, relative_to: Path | None = None, env: str = "") -> LambdaCode:
+        """Hash the zip now; `relative_to` is the directory Terraform runs in (the synthesized stack's)."""
+        if not zip_file.is_file():
+            raise MissingPackageError(
+                f"the Lambda package {zip_file} does not exist: run `make build ENV={env or '<env>'}` first"
+            )
+        digest = base64.b64encode(hashlib.sha256(zip_file.read_bytes()).digest()).decode()
+        path = os.path.relpath(zip_file.resolve(), relative_to.resolve()) if relative_to else str(zip_file)
+        return cls(path=path, sha256_base64=digest)
+
+
+@dataclass(frozen=True)
+class DeployedCode:
+    """Where a function's code comes from: exactly one version of the uploaded package."""
+
+    s3_bucket: str
+    s3_key: str
+    s3_object_version: str
+    sha256_base64: str
+
+
+class CodeBucket(Construct):
+    """Props: the name prefix, region, account id, the package, the key encrypting it, and how long a
+    replaced package is kept (None: forever). Attribute: `package` (a DeployedCode)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        prefix: str,
+        region: str,
+        account_id: str,
+        code: LambdaCode,
+        kms_key_arn: str,
+        replaced_package_days: int | None,
+    ) -> None:
+        super().__init__(scope, id_)
+        bucket = S3Bucket(
+            self,
+            "bucket",
+            # Bucket names are global: the account and region keep each environment's own.
+            bucket=f"{prefix}-code-{region}-{account_id}",
+            # It holds only packages rebuilt byte for byte from a commit, so a destroy may empty it.
+            force_destroy=True,
+        )
+        S3BucketPublicAccessBlock(
+            self,
+            "public_access_block",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+        )
+        S3BucketOwnershipControls(
+            self,
+            "ownership",
+            bucket=bucket.id,
+            rule=S3BucketOwnershipControlsRule(object_ownership="BucketOwnerEnforced"),
+        )
+        versioning = S3BucketVersioningA(
+            self,
+            "versioning",
+            bucket=bucket.id,
+            versioning_configuration=S3BucketVersioningVersioningConfiguration(status="Enabled"),
+        )
+        encryption = S3BucketServerSideEncryptionConfigurationA(
+            self,
+            "encryption",
+            bucket=bucket.id,
+            rule=[
+                S3BucketServerSideEncryptionConfigurationRuleA(
+                    apply_server_side_encryption_by_default=S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
+                        sse_algorithm="aws:kms", kms_master_key_id=kms_key_arn
+                    ),
+                    bucket_key_enabled=True,
+                )
+            ],
+        )
+        if replaced_package_days is not None:
+            S3BucketLifecycleConfiguration(
+                self,
+                "lifecycle",
+                bucket=bucket.id,
+                rule=[
+                    S3BucketLifecycleConfigurationRule(
+                        id="expire-replaced-packages",
+                        status="Enabled",
+                        filter=[S3BucketLifecycleConfigurationRuleFilter(prefix="")],
+                        noncurrent_version_expiration=[
+                            S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(
+                                noncurrent_days=replaced_package_days
+                            )
+                        ],
+                        abort_incomplete_multipart_upload=[
+                            S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(
+                                days_after_initiation=1
+                            )
+                        ],
+                    )
+                ],
+                depends_on=[versioning],
+            )
+        S3BucketPolicy(
+            self,
+            "policy",
+            bucket=bucket.id,
+            policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "DenyInsecureTransport",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": "s3:*",
+                            "Resource": [bucket.arn, f"{bucket.arn}/*"],
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        }
+                    ],
+                }
+            ),
+        )
+        package = S3Object(
+            self,
+            "package",
+            bucket=bucket.id,
+            key=PACKAGE_KEY,
+            source=code.path,
+            source_hash=code.sha256_base64,
+            kms_key_id=kms_key_arn,
+            content_type="application/zip",
+            # Versioning first, so the object has the version id the functions pin.
+            depends_on=[versioning, encryption],
+        )
+        self.package = DeployedCode(
+            s3_bucket=bucket.id,
+            s3_key=package.key,
+            s3_object_version=package.version_id,
+            sha256_base64=code.sha256_base64,
+        )
