@@ -1,11 +1,12 @@
 """`make deploy` (ENV=local): the whole system on this machine, deployed the way AWS gets it.
 
-1. build the Lambda zip (scripts/build_lambdas.py, the same package the cloud gets, for this CPU);
-2. start redis-server and the AWS API emulator (moto server with the shim);
-3. synthesize `classwire-local` from the same constructs and `terraform apply` it to the emulator;
-4. read what was applied (`terraform show -json`): the API's routes, integrations, authorizer and each
-   function's handler, package and environment become the local gateway's configuration;
-5. serve the WebSocket API and the demo page on 127.0.0.1 until Ctrl-C, then stop everything.
+1. build the Lambda zip (scripts/build_lambdas.py, the same package the cloud gets, for this CPU),
+   synthesize `classwire-local` from the same constructs (or reuse an unchanged synthesis) and
+   `terraform init` it, while redis-server and the AWS API emulator (moto server with the shim) start;
+2. `terraform apply` it to the emulator;
+3. read what was applied (the state, as `terraform show -json` shapes it): the API's routes, integrations,
+   authorizer and each function's handler, package and environment become the local gateway's configuration;
+4. serve the WebSocket API and the demo page on 127.0.0.1 until Ctrl-C, then stop everything.
 
 Runs until interrupted; prints `classwire local cloud is up` once it serves, with the URLs.
 """
@@ -23,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -52,39 +54,58 @@ def run(command: list[str], *, env: dict[str, str] | None = None, what: str) -> 
     return result.stdout
 
 
-def terraform_environment(aws: AwsEmulator) -> dict[str, str]:
+def terraform_environment(aws: AwsEmulator | None = None) -> dict[str, str]:
     config_file = run([str(ROOT / "scripts/terraform-cli-config")], what="terraform provider mirror").strip()
-    env = {**os.environ, **aws.client_environment, "TF_IN_AUTOMATION": "1"}
+    env = {**os.environ, **(aws.client_environment if aws else {}), "TF_IN_AUTOMATION": "1"}
     if config_file:
         env["TF_CLI_CONFIG_FILE"] = config_file
     return env
 
 
-def apply_stack(config: EnvConfig, timings: dict[str, float], say: Callable[[str], None]) -> Callable:
-    """The `deploy` step of LocalSystem: synth, then terraform init and apply against the emulator."""
+def prepare_stack(config: EnvConfig, timings: dict[str, float], say: Callable[[str], None]) -> Path:
+    """Everything before the apply that needs no emulator: build, synth (or reuse it), terraform init.
+    `make deploy` runs it while Redis and the emulator start."""
+    build_package(config, timings, say)
+    started = time.monotonic()
+    stack_dir = ROOT / "cdktf.out" / "stacks" / config.stack_name
+    stamp, digest = stack_dir / ".synth-inputs", synth_inputs_digest(config, config.aws_endpoint or "")
+    if (stack_dir / "cdk.tf.json").exists() and stamp.exists() and stamp.read_text() == digest:
+        say(f"{config.stack_name} unchanged since its last synthesis: applying that cdk.tf.json")
+    else:
+        say(f"synthesizing {config.stack_name} for the emulator at {config.aws_endpoint}")
+        run(
+            [
+                sys.executable,
+                "terraform/main.py",
+                "--env",
+                config.name,
+                "--aws-endpoint",
+                config.aws_endpoint,
+            ],
+            what="synth",
+        )
+        stamp.write_text(digest)
+    timings["synth"] = time.monotonic() - started
+    # A fresh emulator holds nothing: state from an earlier run would describe resources that are gone.
+    for stale in stack_dir.glob("terraform.tfstate*"):
+        stale.unlink()
+    started = time.monotonic()
+    run(
+        ["terraform", f"-chdir={stack_dir}", "init", "-input=false"],
+        env=terraform_environment(),
+        what="terraform init",
+    )
+    timings["terraform init"] = time.monotonic() - started
+    return stack_dir
+
+
+def apply_stack(prepared: Future[Path], timings: dict[str, float], say: Callable[[str], None]) -> Callable:
+    """The `deploy` step of LocalSystem: once `prepared` is done, terraform apply against the emulator."""
 
     def deploy(aws: AwsEmulator) -> Manifest:
-        started = time.monotonic()
-        stack_dir = ROOT / "cdktf.out" / "stacks" / config.stack_name
-        stamp, digest = stack_dir / ".synth-inputs", synth_inputs_digest(config, aws.endpoint)
-        if (stack_dir / "cdk.tf.json").exists() and stamp.exists() and stamp.read_text() == digest:
-            say(f"{config.stack_name} unchanged since its last synthesis: applying that cdk.tf.json")
-        else:
-            say(f"synthesizing {config.stack_name} for the emulator at {aws.endpoint}")
-            run(
-                [sys.executable, "terraform/main.py", "--env", config.name, "--aws-endpoint", aws.endpoint],
-                what="synth",
-            )
-            stamp.write_text(digest)
-        timings["synth"] = time.monotonic() - started
-        # A fresh emulator holds nothing: state from an earlier run would describe resources that are gone.
-        for stale in stack_dir.glob("terraform.tfstate*"):
-            stale.unlink()
+        stack_dir = prepared.result()
         env = terraform_environment(aws)
         terraform = ["terraform", f"-chdir={stack_dir}"]
-        started = time.monotonic()
-        run([*terraform, "init", "-input=false"], env=env, what="terraform init")
-        timings["terraform init"] = time.monotonic() - started
         say("terraform apply (about a minute: the AWS provider waits for the KMS key and the cache cluster)")
         started = time.monotonic()
         applied = run(
@@ -92,10 +113,39 @@ def apply_stack(config: EnvConfig, timings: dict[str, float], say: Callable[[str
         )
         timings["terraform apply"] = time.monotonic() - started
         say(next((line for line in applied.splitlines() if line.startswith("Apply complete")), "applied"))
-        state = json.loads(run([*terraform, "show", "-json"], env=env, what="terraform show"))
-        return Manifest.from_terraform_state(state, stack_dir)
+        return Manifest.from_terraform_state(applied_state(stack_dir, env), stack_dir)
 
     return deploy
+
+
+def applied_state(stack_dir: Path, env: dict[str, str]) -> dict:
+    """What was applied, shaped like `terraform show -json` (`values.root_module.resources[]`).
+
+    `terraform show` starts the AWS provider for its schemas, about 4 s on this machine, to print what the
+    local state file already holds attribute for attribute. So a version-4 state file (Terraform 0.12 and
+    later) is read directly; any other goes through `terraform show -json`. tests/emulator/test_apply.py
+    checks the two agree on every resource of an applied stack.
+    """
+    state = json.loads((stack_dir / "terraform.tfstate").read_text())
+    if state.get("version") != 4:
+        return json.loads(
+            run(["terraform", f"-chdir={stack_dir}", "show", "-json"], env=env, what="terraform show")
+        )
+    resources = []
+    for resource in state.get("resources", []):
+        address = ("data." if resource["mode"] == "data" else "") + f"{resource['type']}.{resource['name']}"
+        for instance in resource["instances"]:
+            key = f"[{json.dumps(instance['index_key'])}]" if "index_key" in instance else ""
+            resources.append(
+                {
+                    "address": address + key,
+                    "mode": resource["mode"],
+                    "type": resource["type"],
+                    "name": resource["name"],
+                    "values": instance["attributes"],
+                }
+            )
+    return {"values": {"root_module": {"resources": resources}}}
 
 
 def synth_inputs_digest(config: EnvConfig, aws_endpoint: str) -> str:
@@ -153,11 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         ensure_redis_server()
-        build_package(config, timings, say)
+        # Build, synth and init need no emulator: they run while Redis and the emulator start.
+        background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
+        prepared = background.submit(prepare_stack, config, timings, say)
+        background.shutdown(wait=False)
         system = LocalSystem(
             gateway_port=args.port,
             aws_port=emulator_port,
-            deploy=apply_stack(config, timings, say),
+            deploy=apply_stack(prepared, timings, say),
             issuer=config.jwt.issuer,
             audience=config.jwt.audience,
         )

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from localcloud.deploy import applied_state
 from localcloud.emulator import AwsEmulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -152,6 +153,10 @@ def test_stack_applies_replans_without_changes_and_destroys(tmp_path, capsys):
         terraform("init", "init", "-input=false")
         terraform("apply", "apply", "-auto-approve", "-input=false")
         created = resources_in_state(stack)
+        # `make deploy` reads the state file directly instead of starting the provider for `terraform show`.
+        shown = json.loads(terraform("show", "show", "-json").stdout)["values"]["root_module"]["resources"]
+        read = applied_state(stack, {})["values"]["root_module"]["resources"]
+        assert {r["address"]: r["values"] for r in read} == {r["address"]: r["values"] for r in shown}
 
         replan = terraform("re-plan", "plan", "-input=false", "-detailed-exitcode", ok=(0, 2))
         assert replan.returncode == 0, (
