@@ -54,17 +54,20 @@ def run(command: list[str], *, env: dict[str, str] | None = None, what: str) -> 
     return result.stdout
 
 
-def terraform_environment(aws: AwsEmulator | None = None) -> dict[str, str]:
+def terraform_environment() -> dict[str, str]:
     config_file = run([str(ROOT / "scripts/terraform-cli-config")], what="terraform provider mirror").strip()
-    env = {**os.environ, **(aws.client_environment if aws else {}), "TF_IN_AUTOMATION": "1"}
+    env = {**os.environ, "TF_IN_AUTOMATION": "1"}
     if config_file:
         env["TF_CLI_CONFIG_FILE"] = config_file
     return env
 
 
-def prepare_stack(config: EnvConfig, timings: dict[str, float], say: Callable[[str], None]) -> Path:
+def prepare_stack(
+    config: EnvConfig, timings: dict[str, float], say: Callable[[str], None]
+) -> tuple[Path, dict[str, str]]:
     """Everything before the apply that needs no emulator: build, synth (or reuse it), terraform init.
-    `make deploy` runs it while Redis and the emulator start."""
+    `make deploy` runs it while Redis and the emulator start. Returns the stack's directory and the
+    environment Terraform runs in."""
     build_package(config, timings, say)
     started = time.monotonic()
     stack_dir = ROOT / "cdktf.out" / "stacks" / config.stack_name
@@ -90,21 +93,20 @@ def prepare_stack(config: EnvConfig, timings: dict[str, float], say: Callable[[s
     for stale in stack_dir.glob("terraform.tfstate*"):
         stale.unlink()
     started = time.monotonic()
-    run(
-        ["terraform", f"-chdir={stack_dir}", "init", "-input=false"],
-        env=terraform_environment(),
-        what="terraform init",
-    )
+    env = terraform_environment()
+    run(["terraform", f"-chdir={stack_dir}", "init", "-input=false"], env=env, what="terraform init")
     timings["terraform init"] = time.monotonic() - started
-    return stack_dir
+    return stack_dir, env
 
 
-def apply_stack(prepared: Future[Path], timings: dict[str, float], say: Callable[[str], None]) -> Callable:
+def apply_stack(
+    prepared: Future[tuple[Path, dict[str, str]]], timings: dict[str, float], say: Callable[[str], None]
+) -> Callable:
     """The `deploy` step of LocalSystem: once `prepared` is done, terraform apply against the emulator."""
 
     def deploy(aws: AwsEmulator) -> Manifest:
-        stack_dir = prepared.result()
-        env = terraform_environment(aws)
+        stack_dir, terraform_env = prepared.result()
+        env = {**terraform_env, **aws.client_environment}
         terraform = ["terraform", f"-chdir={stack_dir}"]
         say("terraform apply (about a minute: the AWS provider waits for the KMS key and the cache cluster)")
         started = time.monotonic()

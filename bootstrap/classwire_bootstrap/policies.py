@@ -40,31 +40,6 @@ def trust_policy(config: BootstrapConfig, subjects: tuple[str, ...]) -> dict:
     }
 
 
-def state_bucket_policy(bucket: str, partition: str) -> dict:
-    arn = f"arn:{partition}:s3:::{bucket}"
-    return {
-        "Version": VERSION,
-        "Statement": [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [arn, f"{arn}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            },
-            {
-                "Sid": "DenyOldTls",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [arn, f"{arn}/*"],
-                "Condition": {"NumericLessThan": {"s3:TlsVersion": "1.2"}},
-            },
-        ],
-    }
-
-
 def _state_statements(config: BootstrapConfig, env: str, *, write: bool) -> list[dict]:
     state = config.state(env)
     bucket = f"arn:{config.partition}:s3:::{state.bucket}"

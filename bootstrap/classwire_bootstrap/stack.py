@@ -6,37 +6,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cdktf import App, LocalBackend, TerraformOutput, TerraformResourceLifecycle, TerraformStack
+from cdktf import App, LocalBackend, TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.data_aws_iam_openid_connect_provider import DataAwsIamOpenidConnectProvider
 from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags, AwsProviderEndpoints
-from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
-from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
-    S3BucketLifecycleConfiguration,
-    S3BucketLifecycleConfigurationRule,
-    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload,
-    S3BucketLifecycleConfigurationRuleFilter,
-    S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
-)
-from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
-    S3BucketOwnershipControls,
-    S3BucketOwnershipControlsRule,
-)
-from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
-from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
-from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
-    S3BucketServerSideEncryptionConfigurationA,
-    S3BucketServerSideEncryptionConfigurationRuleA,
-    S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA,
-)
-from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
-    S3BucketVersioningA,
-    S3BucketVersioningVersioningConfiguration,
-)
 from constructs import Construct
+
+from classwire_infra.private_bucket import PrivateBucket
 
 from . import policies
 from .config import GITHUB_OIDC_HOST, PROJECT, STS_AUDIENCE, BootstrapConfig
@@ -44,87 +23,6 @@ from .config import GITHUB_OIDC_HOST, PROJECT, STS_AUDIENCE, BootstrapConfig
 STACK_NAME = f"{PROJECT}-bootstrap"
 # The same provider line as the classwire stacks (terraform/classwire_infra/stack.py).
 AWS_PROVIDER_VERSION = "~> 5.99"
-
-
-class StateBucket(Construct):
-    """An environment's Terraform state: versioned, encrypted, private, TLS only, never destroyed by Terraform."""
-
-    def __init__(
-        self, scope: Construct, id: str, *, bucket: str, partition: str, noncurrent_days: int
-    ) -> None:
-        super().__init__(scope, id)
-        self.bucket = S3Bucket(
-            self,
-            "bucket",
-            bucket=bucket,
-            force_destroy=False,
-            lifecycle=TerraformResourceLifecycle(prevent_destroy=True),
-        )
-        S3BucketVersioningA(
-            self,
-            "versioning",
-            bucket=self.bucket.id,
-            versioning_configuration=S3BucketVersioningVersioningConfiguration(status="Enabled"),
-        )
-        # SSE-S3: the plan role reads state without any KMS permission (it is denied kms:Decrypt).
-        S3BucketServerSideEncryptionConfigurationA(
-            self,
-            "encryption",
-            bucket=self.bucket.id,
-            rule=[
-                S3BucketServerSideEncryptionConfigurationRuleA(
-                    apply_server_side_encryption_by_default=(
-                        S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
-                            sse_algorithm="AES256"
-                        )
-                    ),
-                    bucket_key_enabled=True,
-                )
-            ],
-        )
-        S3BucketPublicAccessBlock(
-            self,
-            "public_access_block",
-            bucket=self.bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-        )
-        S3BucketOwnershipControls(
-            self,
-            "ownership",
-            bucket=self.bucket.id,
-            rule=S3BucketOwnershipControlsRule(object_ownership="BucketOwnerEnforced"),
-        )
-        S3BucketPolicy(
-            self,
-            "policy",
-            bucket=self.bucket.id,
-            policy=json.dumps(policies.state_bucket_policy(bucket, partition)),
-        )
-        S3BucketLifecycleConfiguration(
-            self,
-            "lifecycle",
-            bucket=self.bucket.id,
-            rule=[
-                S3BucketLifecycleConfigurationRule(
-                    id="expire-old-state-versions",
-                    status="Enabled",
-                    filter=[S3BucketLifecycleConfigurationRuleFilter(prefix="")],
-                    noncurrent_version_expiration=[
-                        S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(
-                            noncurrent_days=noncurrent_days
-                        )
-                    ],
-                    abort_incomplete_multipart_upload=[
-                        S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(
-                            days_after_initiation=7
-                        )
-                    ],
-                )
-            ],
-        )
 
 
 class GithubRole(Construct):
@@ -198,12 +96,18 @@ class BootstrapStack(TerraformStack):
         read_only = policies.READ_ONLY_POLICY.format(partition=config.partition)
         for env in config.environments:
             state = config.state(env)
-            StateBucket(
+            # An environment's Terraform state: SSE-S3, because the plan role reads state without any KMS
+            # permission (it is denied kms:Decrypt); never destroyed by Terraform.
+            PrivateBucket(
                 self,
                 f"state_{env}",
-                bucket=state.bucket,
-                partition=config.partition,
+                name=state.bucket,
+                kms_key_arn=None,
                 noncurrent_days=config.noncurrent_state_version_days,
+                abort_upload_days=7,
+                lifecycle_rule_id="expire-old-state-versions",
+                minimum_tls_version="1.2",
+                prevent_destroy=True,
             )
             deploy = GithubRole(
                 self,

@@ -13,36 +13,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
-from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
-    S3BucketLifecycleConfiguration,
-    S3BucketLifecycleConfigurationRule,
-    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload,
-    S3BucketLifecycleConfigurationRuleFilter,
-    S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
-)
-from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
-    S3BucketOwnershipControls,
-    S3BucketOwnershipControlsRule,
-)
-from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
-from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
-from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
-    S3BucketServerSideEncryptionConfigurationA,
-    S3BucketServerSideEncryptionConfigurationRuleA,
-    S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA,
-)
-from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
-    S3BucketVersioningA,
-    S3BucketVersioningVersioningConfiguration,
-)
 from cdktf_cdktf_provider_aws.s3_object import S3Object
 from constructs import Construct
+
+from .private_bucket import PrivateBucket
 
 PACKAGE_KEY = "lambda/classwire-lambda.zip"
 
@@ -80,7 +58,7 @@ class DeployedCode:
     sha256_base64: str
 
 
-class CodeBucket(Construct):
+class CodeBucket(PrivateBucket):
     """Props: the name prefix, region, account id, the package, the key encrypting it, and how long a
     replaced package is kept (None: forever). Attribute: `package` (a DeployedCode)."""
 
@@ -96,107 +74,32 @@ class CodeBucket(Construct):
         kms_key_arn: str,
         replaced_package_days: int | None,
     ) -> None:
-        super().__init__(scope, id_)
-        bucket = S3Bucket(
-            self,
-            "bucket",
+        super().__init__(
+            scope,
+            id_,
             # Bucket names are global: the account and region keep each environment's own.
-            bucket=f"{prefix}-code-{region}-{account_id}",
+            name=f"{prefix}-code-{region}-{account_id}",
+            kms_key_arn=kms_key_arn,
+            noncurrent_days=replaced_package_days,
+            abort_upload_days=1,
+            lifecycle_rule_id="expire-replaced-packages",
             # It holds only packages rebuilt byte for byte from a commit, so a destroy may empty it.
             force_destroy=True,
-        )
-        S3BucketPublicAccessBlock(
-            self,
-            "public_access_block",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-        )
-        S3BucketOwnershipControls(
-            self,
-            "ownership",
-            bucket=bucket.id,
-            rule=S3BucketOwnershipControlsRule(object_ownership="BucketOwnerEnforced"),
-        )
-        versioning = S3BucketVersioningA(
-            self,
-            "versioning",
-            bucket=bucket.id,
-            versioning_configuration=S3BucketVersioningVersioningConfiguration(status="Enabled"),
-        )
-        encryption = S3BucketServerSideEncryptionConfigurationA(
-            self,
-            "encryption",
-            bucket=bucket.id,
-            rule=[
-                S3BucketServerSideEncryptionConfigurationRuleA(
-                    apply_server_side_encryption_by_default=S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
-                        sse_algorithm="aws:kms", kms_master_key_id=kms_key_arn
-                    ),
-                    bucket_key_enabled=True,
-                )
-            ],
-        )
-        if replaced_package_days is not None:
-            S3BucketLifecycleConfiguration(
-                self,
-                "lifecycle",
-                bucket=bucket.id,
-                rule=[
-                    S3BucketLifecycleConfigurationRule(
-                        id="expire-replaced-packages",
-                        status="Enabled",
-                        filter=[S3BucketLifecycleConfigurationRuleFilter(prefix="")],
-                        noncurrent_version_expiration=[
-                            S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(
-                                noncurrent_days=replaced_package_days
-                            )
-                        ],
-                        abort_incomplete_multipart_upload=[
-                            S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(
-                                days_after_initiation=1
-                            )
-                        ],
-                    )
-                ],
-                depends_on=[versioning],
-            )
-        S3BucketPolicy(
-            self,
-            "policy",
-            bucket=bucket.id,
-            policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "DenyInsecureTransport",
-                            "Effect": "Deny",
-                            "Principal": "*",
-                            "Action": "s3:*",
-                            "Resource": [bucket.arn, f"{bucket.arn}/*"],
-                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                        }
-                    ],
-                }
-            ),
         )
         package = S3Object(
             self,
             "package",
-            bucket=bucket.id,
+            bucket=self.bucket.id,
             key=PACKAGE_KEY,
             source=code.path,
             source_hash=code.sha256_base64,
             kms_key_id=kms_key_arn,
             content_type="application/zip",
-            # Versioning first, so the object has the version id the functions pin.
-            depends_on=[versioning, encryption],
+            # After versioning, so the object has the version id the functions pin.
+            depends_on=self.ready,
         )
         self.package = DeployedCode(
-            s3_bucket=bucket.id,
+            s3_bucket=self.bucket.id,
             s3_key=package.key,
             s3_object_version=package.version_id,
             sha256_base64=code.sha256_base64,

@@ -89,13 +89,8 @@ def synthesize(endpoint: str, out: Path, zip_path: Path) -> Path:
 
 def resources_in_state(stack: Path) -> list[str]:
     """The managed resources in the stack's local state (no Terraform process needed to list them)."""
-    state = json.loads((stack / "terraform.tfstate").read_text())
-    return [
-        f"{r['type']}.{r['name']}" + (f"[{i['index_key']!r}]" if "index_key" in i else "")
-        for r in state.get("resources", [])
-        if r["mode"] == "managed"
-        for i in r["instances"]
-    ]
+    resources = applied_state(stack, {})["values"]["root_module"]["resources"]
+    return [r["address"] for r in resources if r["mode"] == "managed"]
 
 
 def left_in_emulator(aws: AwsEmulator) -> dict[str, list[str]]:

@@ -18,6 +18,19 @@ ENVIRONMENTS = ("local", "dev", "staging", "prod")
 EMULATOR_ENDPOINT = "http://127.0.0.1:4566"
 
 
+def blocks_all_public_access(block: dict) -> bool:
+    """An `aws_s3_bucket_public_access_block` with all four of its switches on."""
+    return all(
+        block[flag] is True
+        for flag in (
+            "block_public_acls",
+            "block_public_policy",
+            "ignore_public_acls",
+            "restrict_public_buckets",
+        )
+    )
+
+
 def write_placeholder_zip(path: Path) -> Path:
     """A deterministic stand-in for the Lambda package: fixed names, bytes and timestamps."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from classwire_infra.config import load
 from classwire_infra.code_bucket import LambdaCode, MissingPackageError
 from classwire_infra.stack import EMULATED_SERVICES, ClasswireStack
 
-from .conftest import EMULATOR_ENDPOINT, ENVIRONMENTS
+from .conftest import EMULATOR_ENDPOINT, ENVIRONMENTS, blocks_all_public_access
 
 AWS_ENVIRONMENTS = ("dev", "staging", "prod")
 CODE = LambdaCode(
@@ -161,15 +161,7 @@ def test_code_bucket_is_private_versioned_encrypted_and_tls_only(stacks, env):
     bucket_id = f"${{aws_s3_bucket.{bucket_name}.id}}"
     block = one(stack.resources("aws_s3_bucket_public_access_block"))
     assert block["bucket"] == bucket_id
-    assert all(
-        block[flag] is True
-        for flag in (
-            "block_public_acls",
-            "block_public_policy",
-            "ignore_public_acls",
-            "restrict_public_buckets",
-        )
-    )
+    assert blocks_all_public_access(block)
     assert (
         one(stack.resources("aws_s3_bucket_ownership_controls"))["rule"]["object_ownership"]
         == "BucketOwnerEnforced"

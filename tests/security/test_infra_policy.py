@@ -11,6 +11,7 @@ import re
 
 import pytest
 
+from tests.infra.conftest import blocks_all_public_access
 from tests.security.conftest import AWS_ENVIRONMENTS
 
 # The one place AWS defines `Resource: "*"` to mean "this resource": a key policy names only its own key.
@@ -147,15 +148,7 @@ def test_nothing_is_public_but_the_websocket_api(aws_stacks, env):
     blocked = {
         block["bucket"]
         for block in stack.resources("aws_s3_bucket_public_access_block").values()
-        if all(
-            block[flag] is True
-            for flag in (
-                "block_public_acls",
-                "block_public_policy",
-                "ignore_public_acls",
-                "restrict_public_buckets",
-            )
-        )
+        if blocks_all_public_access(block)
     }
     assert blocked == {f"${{aws_s3_bucket.{name}.id}}" for name in stack.resources("aws_s3_bucket")}
     for policy in stack.resources("aws_s3_bucket_policy").values():
