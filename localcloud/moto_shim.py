@@ -18,6 +18,7 @@ API Gateway v2
   routes and integrations return never-set maps and lists as empty ones
 Lambda
   LoggingConfig and DeadLetterConfig are not kept
+  AddPermission with a statement id the policy already holds adds a second statement with that id
 EC2
   a security-group rule that references a group loses its description
 S3
@@ -681,6 +682,38 @@ def _patch_lambda() -> None:
         if "DeadLetterConfig" in config_updates:
             self.dead_letter_config = config_updates["DeadLetterConfig"] or {}
         return original(self, config_updates)
+
+    from moto.awslambda.exceptions import LambdaClientError
+    from moto.awslambda.policy import Policy
+
+    class StatementIdExists(LambdaClientError):
+        code = 409
+
+        def __init__(self, sid: str) -> None:
+            super().__init__(
+                "ResourceConflictException",
+                f"The statement id ({sid}) provided already exists. Please provide a new statement id, "
+                "or remove the existing statement.",
+            )
+
+    # Gap: AddPermission never checks the statement id, so a request sent twice leaves two statements with
+    # one id; RemovePermission then removes one and the provider waits 5 minutes for the other to go (a
+    # `terraform destroy` failed so, after the Go SDK had resent one AddPermission the emulator had already
+    # answered with 200: the Go client never read that reply). AWS refuses an id in use (409), and so does
+    # the emulator when the statement differs. The very same statement again is taken as that resend and
+    # answered as the first request was, since failing the apply would only report the lost reply.
+    @_wraps(Policy, "add_statement")
+    def _add_statement(original, self, raw, qualifier=None):
+        revision = self.revision
+        statement, _ = original(self, raw, qualifier)
+        earlier = [s for s in self.statements[:-1] if s.get("Sid") == statement["Sid"]]
+        if not earlier:
+            return statement, self.revision
+        self.statements.pop()  # the one just added
+        self.revision = revision
+        if earlier[0] != statement:
+            raise StatementIdExists(statement["Sid"])
+        return earlier[0], self.revision
 
 
 # ---------------------------------------------------------------------------------------------------- S3

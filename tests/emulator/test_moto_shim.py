@@ -5,6 +5,7 @@ Every test of a gap fails against plain moto 5.2.5 (CLASSWIRE_EMULATOR_WITHOUT_S
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import zipfile
@@ -301,10 +302,10 @@ def test_routes_and_integrations_leave_out_what_was_never_set(websocket_api):
     assert not {"RequestParameters", "RequestTemplates", "ResponseParameters"} & integration.keys()
 
 
-def test_lambda_function_keeps_logging_and_dead_letter_config(aws):
-    iam, awslambda = aws.client("iam"), aws.client("lambda")
-    role = iam.create_role(
-        RoleName="classwire-send",
+def create_function(aws, name, **extra):
+    """A minimal arm64 Python function with its own role."""
+    role = aws.client("iam").create_role(
+        RoleName=name,
         AssumeRolePolicyDocument=json.dumps(
             {
                 "Version": "2012-10-17",
@@ -321,18 +322,20 @@ def test_lambda_function_keeps_logging_and_dead_letter_config(aws):
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as archive:
         archive.writestr("handler.py", "def handler(event, context):\n    return None\n")
+    return aws.client("lambda").create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=role,
+        Handler="handler.handler",
+        Code={"ZipFile": code.getvalue()},
+        Architectures=["arm64"],
+        **extra,
+    )
 
-    def create(name, **extra):
-        return awslambda.create_function(
-            FunctionName=name,
-            Runtime="python3.12",
-            Role=role,
-            Handler="handler.handler",
-            Code={"ZipFile": code.getvalue()},
-            Architectures=["arm64"],
-            **extra,
-        )
 
+def test_lambda_function_keeps_logging_and_dead_letter_config(aws):
+    awslambda = aws.client("lambda")
+    create = functools.partial(create_function, aws)
     create(
         "classwire-send",
         LoggingConfig={"LogFormat": "JSON", "LogGroup": "/classwire/dev/send"},
@@ -354,6 +357,32 @@ def test_lambda_function_keeps_logging_and_dead_letter_config(aws):
         awslambda.get_function_configuration(FunctionName="classwire-plain")["LoggingConfig"]["LogFormat"]
         == "JSON"
     )
+
+
+def test_a_statement_id_in_use_is_refused_and_a_resent_statement_is_not_added_twice(aws):
+    awslambda = aws.client("lambda")
+    create_function(aws, "classwire-message")
+    route = {
+        "FunctionName": "classwire-message",
+        "StatementId": "AllowApiGatewayRouteSync",
+        "Action": "lambda:InvokeFunction",
+        "Principal": "apigateway.amazonaws.com",
+        "SourceArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/*/sync",
+    }
+    first = awslambda.add_permission(**route)["Statement"]
+    # The same request again (a client resending what it sent): the statement that is there answers it.
+    assert awslambda.add_permission(**route)["Statement"] == first
+    # Another statement under that id: AWS's conflict.
+    with pytest.raises(ClientError) as conflict:
+        awslambda.add_permission(**{**route, "SourceArn": route["SourceArn"].replace("sync", "send")})
+    assert error_code(conflict) == "ResourceConflictException"
+    statements = json.loads(awslambda.get_policy(FunctionName="classwire-message")["Policy"])["Statement"]
+    assert [s["Sid"] for s in statements] == ["AllowApiGatewayRouteSync"]
+
+    awslambda.remove_permission(FunctionName="classwire-message", StatementId="AllowApiGatewayRouteSync")
+    with pytest.raises(ClientError) as gone:
+        awslambda.get_policy(FunctionName="classwire-message")
+    assert error_code(gone) == "ResourceNotFoundException"
 
 
 def test_rule_referencing_a_security_group_keeps_its_description(aws, network):
