@@ -11,6 +11,8 @@ Roles, per environment:
 
 from __future__ import annotations
 
+from classwire_infra.config import load
+
 from .config import GITHUB_OIDC_HOST, PROJECT, STS_AUDIENCE, BootstrapConfig
 
 VERSION = "2012-10-17"
@@ -94,7 +96,7 @@ def deploy_policy(config: BootstrapConfig, env: str) -> dict:
         return f"arn:{p}:{service}:{region if in_region else ''}:{account}:{resource}"
 
     in_region = {"StringEquals": {"aws:RequestedRegion": region}}
-    code_bucket = f"arn:{p}:s3:::{prefix}-code-{region}-{account}"
+    code_bucket = f"arn:{p}:s3:::{load(env).code_bucket_name(account)}"
     own_tags = {"StringEquals": {"aws:ResourceTag/project": PROJECT, "aws:ResourceTag/environment": env}}
     return {
         "Version": VERSION,

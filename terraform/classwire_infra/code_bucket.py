@@ -59,17 +59,15 @@ class DeployedCode:
 
 
 class CodeBucket(PrivateBucket):
-    """Props: the name prefix, region, account id, the package, the key encrypting it, and how long a
-    replaced package is kept (None: forever). Attribute: `package` (a DeployedCode)."""
+    """Props: the bucket's name, the package, the key encrypting it, and how long a replaced package is
+    kept (None: forever). Attribute: `package` (a DeployedCode)."""
 
     def __init__(
         self,
         scope: Construct,
         id_: str,
         *,
-        prefix: str,
-        region: str,
-        account_id: str,
+        name: str,
         code: LambdaCode,
         kms_key_arn: str,
         replaced_package_days: int | None,
@@ -77,8 +75,7 @@ class CodeBucket(PrivateBucket):
         super().__init__(
             scope,
             id_,
-            # Bucket names are global: the account and region keep each environment's own.
-            name=f"{prefix}-code-{region}-{account_id}",
+            name=name,
             kms_key_arn=kms_key_arn,
             noncurrent_days=replaced_package_days,
             abort_upload_days=1,

@@ -133,6 +133,11 @@ class EnvConfig:
         """The name prefix of every named resource of this environment."""
         return f"{PROJECT}-{self.name}"
 
+    def code_bucket_name(self, account_id: str) -> str:
+        """The bucket the Lambda package is deployed from (bucket names are global: the account and region
+        keep each environment's own)."""
+        return f"{self.prefix}-code-{self.region}-{account_id}"
+
     @property
     def lambda_zip(self) -> str:
         """The shared function package `make build ENV=<env>` writes (repository-relative)."""

@@ -120,11 +120,8 @@ class PrivateBucket(Construct):
                 S3BucketServerSideEncryptionConfigurationRuleA(
                     apply_server_side_encryption_by_default=(
                         S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
-                            sse_algorithm="aws:kms", kms_master_key_id=kms_key_arn
-                        )
-                        if kms_key_arn
-                        else S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
-                            sse_algorithm="AES256"
+                            sse_algorithm="aws:kms" if kms_key_arn else "AES256",
+                            kms_master_key_id=kms_key_arn,
                         )
                     ),
                     bucket_key_enabled=True,

@@ -129,9 +129,7 @@ class ClasswireStack(TerraformStack):
         code_bucket = CodeBucket(
             self,
             "code_bucket",
-            prefix=prefix,
-            region=config.region,
-            account_id=account_id,
+            name=config.code_bucket_name(account_id),
             code=code,
             kms_key_arn=encryption.key_arn,
             replaced_package_days=config.replaced_package_days,
