@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import redis
+from classwire_infra.config import DEFAULT_EVICTION_POLICY
 
 
 def free_port() -> int:
@@ -54,6 +55,7 @@ class RedisServer:
             'save ""',
             "appendonly no",
             "protected-mode yes",
+            f"maxmemory-policy {DEFAULT_EVICTION_POLICY}",  # as the parameter group
             *self.extra,
         ]
         (self.dir / "redis.conf").write_text("\n".join(config) + "\n")

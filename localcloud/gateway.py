@@ -33,7 +33,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import contextlib
+import dataclasses
 import datetime as dt
 import email.utils
 import fnmatch
@@ -41,6 +43,7 @@ import http
 import json
 import logging
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -81,6 +84,22 @@ class Limits:
     idle_timeout: float = 10 * 60
     max_duration: float = 2 * 3600
     integration_timeout: float = 29.0
+
+
+@dataclass(frozen=True)
+class PostFaults:
+    """`@connections` POSTs answered as a struggling API Gateway would, for fault tests: throttled (429),
+    failed (500) or not answered for `hang_seconds` (past the caller's timeout), each with its probability
+    from a seeded generator. Such a frame is not delivered."""
+
+    throttled: float = 0.0
+    failed: float = 0.0
+    hung: float = 0.0
+    hang_seconds: float = 5.0
+    seed: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
 
 
 @dataclass(eq=False)
@@ -155,11 +174,15 @@ class Gateway:
         environment: dict[str, str] | None = None,
         max_concurrency: int = 10,
         log_dir: Path | None = None,
+        post_faults: PostFaults | None = None,
     ) -> None:
         self.manifest = manifest
         self.host = host
         self.port = port
         self.limits = limits
+        self.post_faults = post_faults
+        self.faults_seen: collections.Counter[str] = collections.Counter()
+        self._faults_random = random.Random(post_faults.seed if post_faults else 0)
         self.runtime = LambdaRuntime(
             manifest, environment=environment, max_concurrency=max_concurrency, log_dir=log_dir
         )
@@ -546,6 +569,14 @@ class Gateway:
         if method == "POST":
             if len(body) > self.limits.message_bytes:
                 return _aws_error(413, "PayloadTooLargeException", "Message too long")
+            fault = self._post_fault()
+            if fault == "hung":
+                await asyncio.sleep(self.post_faults.hang_seconds)
+                return _aws_error(504, "GatewayTimeout", "timed out")
+            if fault == "throttled":
+                return _aws_error(429, "LimitExceededException", "Rate exceeded")
+            if fault == "failed":
+                return _aws_error(500, "InternalServerErrorException", "Internal server error")
             try:
                 await self.send(connection, body)
             except ConnectionClosed:
@@ -563,6 +594,18 @@ class Gateway:
             "lastActiveAt": _iso(connection.last_active_at),
         }
         return 200, {"Content-Type": "application/json"}, json.dumps(info).encode()
+
+    def _post_fault(self) -> str | None:
+        faults = self.post_faults
+        if faults is None:
+            return None
+        draw = self._faults_random.random()
+        for kind in ("throttled", "failed", "hung"):
+            draw -= getattr(faults, kind)
+            if draw < 0:
+                self.faults_seen[kind] += 1
+                return kind
+        return None
 
 
 class _FrontDoor(asyncio.Protocol):
@@ -666,9 +709,11 @@ class GatewayProcess:
         limits: Limits = Limits(),
         environment: dict[str, str] | None = None,
         max_concurrency: int = 10,
+        post_faults: PostFaults | None = None,
     ) -> None:
         from localcloud.cache import free_port
 
+        self.post_faults = post_faults
         self.manifest = manifest
         self.work_dir = work_dir
         self.port = port or free_port()
@@ -708,6 +753,7 @@ class GatewayProcess:
             "--max-duration",
             str(self.limits.max_duration),
             *(f"--env={name}={value}" for name, value in self.environment.items()),
+            *([f"--post-faults={self.post_faults.to_json()}"] if self.post_faults else []),
         ]
         env = python_env()
         offset = self._log.stat().st_size if self._log.exists() else 0
@@ -940,6 +986,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-concurrency", type=int, default=10, help="execution environments per function")
     parser.add_argument("--idle-timeout", type=float, default=Limits.idle_timeout, help="seconds")
     parser.add_argument("--max-duration", type=float, default=Limits.max_duration, help="seconds")
+    parser.add_argument("--post-faults", help="PostFaults as JSON: fail @connections POSTs (fault tests)")
     parser.add_argument("--verbose", "-v", action="store_true", help="log every invocation")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(name)s: %(message)s")
@@ -955,6 +1002,7 @@ def main(argv: list[str] | None = None) -> None:
             environment=environment,
             log_dir=args.log_dir,
             max_concurrency=args.max_concurrency,
+            post_faults=PostFaults(**json.loads(args.post_faults)) if args.post_faults else None,
         )
     )
 

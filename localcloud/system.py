@@ -8,6 +8,7 @@ runtime settings (`LocalSystem.from_route_table`). Everything listens on 127.0.0
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import tempfile
@@ -19,8 +20,9 @@ import redis as redis_py
 from classwire.settings import JwtSettings, RedisSettings, Settings
 from localcloud.cache import RedisServer, ReplicationGroup, free_port
 from localcloud.emulator import REGION, AwsEmulator
-from localcloud.gateway import GatewayProcess, GatewayThread, Limits
+from localcloud.gateway import GatewayProcess, GatewayThread, Limits, PostFaults
 from localcloud.manifest import Manifest
+from localcloud.redis_faults import LinkChaos, RedisFaultProxy
 from localcloud.tokens import issue_token, signing_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +38,10 @@ class LocalSystem:
     For fault tests: `redis="replicated"` puts a primary and a replica behind a primary endpoint
     (`failover()` moves it, as ElastiCache does), and `gateway="process"` runs the gateway as its own
     process on a fixed port (`restart_gateway()`; clients reconnect to the same URL).
-    `max_concurrency` is the number of execution environments per function.
+    `max_concurrency` is the number of execution environments per function. `redis_faults` puts a
+    fault proxy between the functions and Redis (`redis_proxy`); `post_faults` makes the gateway's
+    `@connections` throttle, fail or hang some POSTs; `kill_workers()` kills a function's execution
+    environments mid-invocation.
     """
 
     def __init__(
@@ -54,6 +59,8 @@ class LocalSystem:
         redis: str = "single",
         gateway: str = "thread",
         max_concurrency: int = 10,
+        redis_faults: LinkChaos | None = None,
+        post_faults: PostFaults | None = None,
     ):
         if redis not in ("single", "replicated") or gateway not in ("thread", "process"):
             raise ValueError(
@@ -72,7 +79,10 @@ class LocalSystem:
         self.redis_mode = redis
         self.gateway_mode = gateway
         self.max_concurrency = max_concurrency
+        self.redis_faults = redis_faults
+        self.post_faults = post_faults
         self.redis: RedisServer | ReplicationGroup | None = None
+        self.redis_proxy: RedisFaultProxy | None = None
         self.aws: AwsEmulator | None = None
         self._gateway: GatewayThread | GatewayProcess | None = None
         self._stack = contextlib.ExitStack()
@@ -83,6 +93,9 @@ class LocalSystem:
             self.redis = self._stack.enter_context(
                 ReplicationGroup() if self.redis_mode == "replicated" else RedisServer()
             )
+            if self.redis_faults is not None:
+                endpoint = int(self.redis.url.rsplit(":", 1)[1].split("/")[0])
+                self.redis_proxy = self._stack.enter_context(RedisFaultProxy(endpoint, self.redis_faults))
             self.aws = self._stack.enter_context(AwsEmulator(self.aws_port or None))
             if self.deploy is not None:
                 self.manifest = self.deploy(self.aws)
@@ -103,6 +116,7 @@ class LocalSystem:
                     limits=self.limits,
                     environment=self._local_environment(),
                     max_concurrency=self.max_concurrency,
+                    post_faults=self.post_faults,
                 )
             else:
                 self._gateway = GatewayThread(
@@ -111,6 +125,7 @@ class LocalSystem:
                     limits=self.limits,
                     environment=self._local_environment(),
                     max_concurrency=self.max_concurrency,
+                    post_faults=self.post_faults,
                 )
             self._stack.enter_context(self._gateway)
             return self
@@ -164,6 +179,24 @@ class LocalSystem:
             raise RuntimeError("stopping or starting the gateway needs LocalSystem(gateway='process')")
         return self._gateway
 
+    def kill_workers(self, function_name: str) -> int:
+        """SIGKILLs every execution environment of a function, busy or not (a Lambda timeout or an out of
+        memory, mid-invocation); the runtime replaces them. Returns how many were killed."""
+        gateway = self._gateway
+        parent = gateway.process.pid if isinstance(gateway, GatewayProcess) and gateway.process else os.getpid()
+        marker = f"AWS_LAMBDA_FUNCTION_NAME={function_name}\0".encode()
+        killed = 0
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                # /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after it.
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if ppid == parent and marker in (proc / "environ").read_bytes():
+                    os.kill(int(proc.name), signal.SIGKILL)
+                    killed += 1
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+        return killed
+
     def failover(self) -> None:
         """ElastiCache-style: promote the replica without waiting for it, move the primary endpoint."""
         if not isinstance(self.redis, ReplicationGroup):
@@ -193,7 +226,7 @@ class LocalSystem:
         assert self.aws is not None and self.redis is not None and self.manifest is not None
         return {
             # The replication group's primary endpoint is, on this machine, this redis-server.
-            "CLASSWIRE_REDIS_URL": self.redis.url,
+            "CLASSWIRE_REDIS_URL": self.redis_proxy.url if self.redis_proxy else self.redis.url,
             "AWS_ENDPOINT_URL": self.aws.endpoint,
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,

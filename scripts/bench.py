@@ -66,7 +66,12 @@ def redis_round_trips(sizes=ROOM_SIZES) -> dict:
     with RedisServer() as server:
         client = server.client()
         counter = CountingRedis(client)
-        store = ClassroomStore(client, Limits(rate_per_second=1e6, rate_burst=1_000_000))
+        store = ClassroomStore(
+            client,
+            Limits(
+                rate_per_second=1e6, rate_burst=1_000_000, read_rate_per_second=1e6, read_rate_burst=1_000_000
+            ),
+        )
         for size in sizes:
             room = f"bench-{size}"
             members = [Member(f"c{i:05d}=", room, f"u{i}", "student") for i in range(size)]
@@ -79,9 +84,11 @@ def redis_round_trips(sizes=ROOM_SIZES) -> dict:
             store.publish(sender, "m1", "stroke", '{"points":[[1,2],[3,4]]}', persistent=True)
             send_calls = counter.calls - before_calls
             send_server = _evalsha_calls(client) - before_server - 1  # minus the INFO's own count
-            store.sync(room, since=0, since_eid="", limit=1, budget_bytes=30_000)  # loads the script once
+            store.sync(
+                sender, since=0, since_eid="", epoch="", limit=1, budget_bytes=30_000
+            )  # loads the script once
             before_calls = counter.calls
-            store.sync(room, since=0, since_eid="", limit=200, budget_bytes=30_000)
+            store.sync(sender, since=0, since_eid="", epoch="", limit=200, budget_bytes=30_000)
             results[str(size)] = {
                 "send": send_calls,
                 "send_server_evalsha": send_server,

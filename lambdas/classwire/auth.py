@@ -127,10 +127,24 @@ class CachedSecret:
 
 
 class JwksKeys:
-    """Public keys from a JWKS URL (RS256/ES256), cached by PyJWT's client."""
+    """Public keys from a JWKS URL (RS256/ES256).
 
-    def __init__(self, url: str, lifespan_seconds: int = 300):
-        self._client = jwt.PyJWKClient(url, cache_keys=True, lifespan=lifespan_seconds, timeout=5)
+    Only the fetched key set is cached, for `lifespan_seconds`: a key removed from the JWKS is refused once
+    that passes. PyJWT's per-key cache (`cache_keys=True`) is an lru_cache with no expiry, which would trust
+    a revoked key until the process is recycled. A token with an unknown `kid` refetches the set, at most
+    once per `refresh_cooldown_seconds`, so a new key works without a cold start and a flood of made-up
+    kids cannot hammer the identity provider.
+    """
+
+    def __init__(self, url: str, lifespan_seconds: int = 300, refresh_cooldown_seconds: float = 10.0):
+        self._client = jwt.PyJWKClient(
+            url,
+            cache_keys=False,
+            cache_jwk_set=True,
+            lifespan=lifespan_seconds,
+            cooldown_duration=refresh_cooldown_seconds,
+            timeout=5,
+        )
 
     def __call__(self, token: str) -> object:
         # The PyJWK, not its bare key: PyJWT then verifies with the key's own algorithm and refuses a

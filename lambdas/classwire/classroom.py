@@ -6,13 +6,14 @@ It speaks in members and frames; the handlers translate API Gateway events into 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from classwire.classroom_store import ClassroomStore, Member, Published
+from classwire.classroom_store import ClassroomStore, JoinRefused, Member, Published, RateLimited
 from classwire.event_types import EventRegistry
 from classwire.protocol import (
     FRAME_LIMIT_BYTES,
@@ -22,6 +23,7 @@ from classwire.protocol import (
     Sync,
     Who,
     compact_json,
+    error_frame,
     parse_request,
 )
 from classwire.settings import Limits
@@ -33,6 +35,12 @@ REPLY_ENVELOPE_BYTES = 256
 # Gone connections are pruned, which appends leave events that are fanned out in turn; a bound keeps
 # a burst of stale connections from cascading through one invocation.
 MAX_PRUNE_ROUNDS = 3
+# $connect refusals (JoinRefused reasons): the HTTP status API Gateway answers the upgrade with.
+REFUSALS = {
+    "ended": (403, "the class has ended; it reopens when a teacher connects"),
+    "user_limit": (429, "this user has too many connections to the classroom"),
+    "classroom_full": (429, "the classroom is full"),
+}
 
 
 class FanoutReport(Protocol):
@@ -68,11 +76,18 @@ class ClassroomService:
     clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def connect(self, member: Member, connected_at_ms: int) -> None:
-        published = self.store.join(member, connected_at_ms)
+    def connect(self, member: Member, connected_at_ms: int) -> tuple[int, str] | None:
+        """Joins the classroom; returns (status, reason) when the connection is refused."""
+        try:
+            published = self.store.join(member, connected_at_ms)
+        except JoinRefused as refusal:
+            self.metric(f"ConnectRefused_{refusal.reason}", "Count", 1)
+            log.info("connection refused", extra={"reason": refusal.reason})
+            return REFUSALS[refusal.reason]
         # The joining connection is not open until $connect returns: posting to it now would fail
         # as gone and prune a healthy member. It reads its own join through `sync`.
         self.deliver(member.classroom_id, published, exclude=member.connection_id)
+        return None
 
     def disconnect(self, member: Member) -> None:
         self.deliver(member.classroom_id, self.store.leave(member.classroom_id, [member.connection_id]))
@@ -82,17 +97,75 @@ class ClassroomService:
         """Handles one client frame; returns the reply frame for the sender, if any."""
         try:
             request = parse_request(body, member.classroom_id, self.limits.max_data_bytes)
-            if isinstance(request, Send):
-                return self._send(member, request)
-            if isinstance(request, Sync):
-                return self._sync(member, request)
-            if isinstance(request, Who):
-                return self._who(member, request)
-            return self._pong(member, request)
+            try:
+                if isinstance(request, Send):
+                    return self._send(member, request)
+                if isinstance(request, Sync):
+                    return self._sync(member, request)
+                if isinstance(request, Who):
+                    return self._who(member, request)
+                return self._pong(member, request)
+            except RateLimited as limited:
+                return self._rate_limited(member, request, limited)
+            except ProtocolError as error:
+                error.action = request.action
+                raise
         except ProtocolError as error:
             self.metric(f"Error_{error.code}", "Count", 1)
             log.info("refused frame", extra={"code": error.code, "reason": error.message})
             return error.frame()
+
+    def _rate_limited(self, member: Member, request: object, limited: RateLimited) -> str | None:
+        action = request.action
+        limits = self.limits
+        rate, burst = (
+            (limits.rate_per_second, limits.rate_burst)
+            if action == "send"
+            else (limits.read_rate_per_second, limits.read_rate_burst)
+        )
+        self.metric("Error_rate_limited", "Count", 1)
+        client_id = request.id if isinstance(request, Send) else None
+        if not limited.flooding:
+            return error_frame(
+                "rate_limited",
+                f"more than {rate:g} {action} frames/s (burst {burst}); retry after {limited.retry_after_ms} ms",
+                client_id,
+                retry_after_ms=limited.retry_after_ms,
+                action=action,
+            )
+        # It kept sending far past its limit: every frame it sends spends the stage's throttle, so it goes.
+        self.metric("ConnectionsClosedForFlooding", "Count", 1)
+        log.warning("closing a flooding connection", extra={"action": action})
+        self._close_with(
+            member,
+            error_frame(
+                "rate_limited",
+                f"far more than {rate:g} {action} frames/s: the connection is closed",
+                client_id,
+                action=action,
+            ),
+        )
+        return None
+
+    def _stranger(self, member: Member, client_id: str | None, action: str) -> None:
+        """A connection the registry no longer holds (pruned, or its record evicted under memory pressure)
+        would hear nothing more: it is told so and closed, and its client reconnects and joins again."""
+        self.metric("StrangersClosed", "Count", 1)
+        self._close_with(
+            member,
+            error_frame(
+                "forbidden",
+                "this connection is no longer a member of the classroom; reconnect",
+                client_id,
+                action=action,
+            ),
+        )
+        return None
+
+    def _close_with(self, member: Member, frame: str) -> None:
+        """Tells the connection why, then closes it (the reply of a closed connection would go nowhere)."""
+        self.connections.post_many([member.connection_id], frame.encode("utf-8"))
+        self.connections.delete(member.connection_id)
 
     def _send(self, member: Member, request: Send) -> str | None:
         event_type = self.registry.get(request.event)
@@ -104,29 +177,28 @@ class ClassroomService:
             )
         if member.role not in event_type.senders:
             raise ProtocolError(
-                "forbidden", f"a {member.role} may not send {event_type.name!r} events", request.id
+                "forbidden",
+                f"a {member.role} may not send {event_type.name!r} events",
+                request.id,
             )
         result = self.store.publish(
-            member, request.id, request.event, request.data_json, event_type.persistent
+            member,
+            request.id,
+            request.event,
+            request.data_json,
+            event_type.persistent,
+            closes_class=event_type.closes_class,
         )
-        if result.status == "rate_limited":
-            raise ProtocolError(
-                "rate_limited",
-                f"more than {self.limits.rate_per_second:g} events/s (burst {self.limits.rate_burst}); "
-                f"retry after {result.retry_after_ms} ms",
-                request.id,
-                retry_after_ms=result.retry_after_ms,
-            )
         if result.status == "not_member":
+            return self._stranger(member, request.id, "send")
+        if result.status == "ended":
             raise ProtocolError(
-                "forbidden", "this connection is no longer a member of the classroom", request.id
+                "forbidden", "the class has ended; it reopens when a teacher connects", request.id
             )
-        if result.status == "duplicate":
-            # An idempotent resend: the original event again, to the sender only.
-            self.metric("Resends", "Count", 1)
-            return result.original_frame or None
         assert result.published is not None
         published = result.published
+        if result.status == "duplicate":
+            return self._resent(member, request, result.seq, result.epoch, published)
         if not event_type.persistent:
             frame = self._volatile_frame(member, request, result.server_ms)
             published = Published(published.frames + [frame], published.connection_ids)
@@ -137,6 +209,21 @@ class ClassroomService:
             event_type.after_delivery(self, member, published)
         return None
 
+    def _resent(
+        self, member: Member, request: Send, seq: int, epoch: str, published: Published
+    ) -> str | None:
+        """An idempotent resend. The first attempt may have died (or lost its Redis reply) before its
+        fan-out, so the original goes to every member again; their clients drop the copies by seq."""
+        self.metric("Resends", "Count", 1)
+        if not published.frames:
+            # Appended, but no longer in the log (retention, or a log that restarted): say so, by seq.
+            return compact_json({"type": "ack", "id": request.id, "seq": seq, "epoch": epoch})
+        self.deliver(member.classroom_id, published)
+        original = self.registry.get(json.loads(published.frames[0]).get("event", ""))
+        if original is not None and original.after_delivery is not None:
+            original.after_delivery(self, member, published)
+        return None
+
     def _volatile_frame(self, member: Member, request: Send, ts: int) -> str:
         return (
             f'{{"type":"event","classroom":{compact_json(member.classroom_id)},"id":{compact_json(request.id)},'
@@ -145,9 +232,10 @@ class ClassroomService:
 
     def _sync(self, member: Member, request: Sync) -> str:
         page = self.store.sync(
-            member.classroom_id,
+            member,
             request.since,
             request.since_eid,
+            request.epoch,
             request.limit,
             FRAME_LIMIT_BYTES - REPLY_ENVELOPE_BYTES,
         )
@@ -159,12 +247,12 @@ class ClassroomService:
             self.metric("Replays", "Count", len(page.frames))
         return (
             f'{{"type":"sync","events":[{",".join(page.frames)}],"last":{page.last},'
-            f'"more":{_bool(page.more)},"reset":{_bool(page.reset)}}}'
+            f'"more":{_bool(page.more)},"reset":{_bool(page.reset)},"epoch":{compact_json(page.epoch)}}}'
         )
 
     def _who(self, member: Member, request: Who) -> str:
         users: dict[str, dict] = {}
-        for info in self.store.roster(member.classroom_id):
+        for info in self.store.roster(member):
             entry = users.setdefault(
                 info["userId"],
                 {
@@ -197,15 +285,24 @@ class ClassroomService:
 
     def _pong(self, member: Member, request: Ping) -> str:
         if request.seq is None:
-            return compact_json({"type": "pong", "ts": self.clock_ms()})  # a bare keep-alive: no Redis
-        report = self.store.report(member, request.seq, request.lag_ms)
-        if report is None:  # no longer a member: nothing to measure against
+            self.store.admit(member)  # a bare keep-alive: nothing but the rate check
             return compact_json({"type": "pong", "ts": self.clock_ms()})
+        report = self.store.report(member, request.seq, request.lag_ms)
+        if not report.recorded:
+            return self._stranger(member, None, "ping")
         if request.lag_ms is not None:
             self.metric("MemberLagMs", "Milliseconds", request.lag_ms)
         # 0 or 1 per report: Sum counts the members behind, Average is the fraction behind.
         self.metric("MembersBehind", "Count", 1 if report.behind > 0 else 0)
-        return compact_json({"type": "pong", "ts": self.clock_ms(), "behind": report.behind})
+        return compact_json(
+            {
+                "type": "pong",
+                "ts": self.clock_ms(),
+                "behind": report.behind,
+                "last": report.last,
+                "epoch": report.epoch,
+            }
+        )
 
     # -- fan-out ---------------------------------------------------------------------------------
     def deliver(self, classroom_id: str, published: Published, exclude: str | None = None) -> None:

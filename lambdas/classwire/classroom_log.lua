@@ -4,14 +4,20 @@
 --   cw:{c}:members   ZSET  connectionId -> expiry (ms); a live connection is never older than 2 h
 --   cw:{c}:info      HASH  connectionId -> {"userId","role","name","connectedAt"} (JSON)
 --   cw:{c}:users     HASH  userId -> number of live connections
---   cw:{c}:meta      HASH  seq -> last assigned seq; eid -> that event's id
+--   cw:{c}:meta      HASH  seq -> last assigned seq; eid -> that event's id; epoch -> this log's incarnation;
+--                          bytes -> frame bytes in the log; ended -> seq of the `end` that closed the class
 --   cw:{c}:log       STREAM id "<seq>-0", fields f (the event frame), e (eid), t (ms)
---   cw:{c}:idem:<userId>:<id>  STRING "<seq>" for idempotent resends
---   cw:{c}:rate:<connectionId> HASH  token bucket (tokens, ts)
+--   cw:{c}:idem:<#userId>:<userId>:<id>  STRING "<seq>:<epoch>" for idempotent resends (the length prefix
+--                          makes the key injective: user "a:b" with id "c" and user "a" with id "b:c" differ)
+--   cw:{c}:send:<connectionId> / cw:{c}:read:<connectionId>  HASH  token buckets (tokens, ts): `send`, and
+--                          every other action
 --   cw:{c}:lag       HASH  connectionId -> "<seq>:<lagMs>:<ts>:<behind>", the member's last telemetry report
 --                          (lagMs '' when the client had none; behind = the classroom's last seq - seq then)
--- Every event carries its own eid and its predecessor's (prev), so a client holding an event that a
--- failover lost sees a chain that does not link and resyncs instead of silently diverging.
+-- Every event carries its own eid, its predecessor's (prev) and the log's epoch, so a client holding an
+-- event that a failover lost sees a chain that does not link, and one whose log restarted (new epoch,
+-- seq 1 again) sees another epoch; either resyncs instead of silently diverging.
+-- Every key has a TTL, and the cache evicts the least recently used keys under memory pressure (README,
+-- "Limits"): an evicted meta starts a new epoch, so a lost log is announced by `reset`.
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -22,38 +28,86 @@ local function key(c, suffix) return 'cw:{' .. c .. '}:' .. suffix end
 
 local function json_str(s) return cjson.encode(s) end
 
--- Appends one persistent event; returns its frame. `head` is the already-encoded
+-- At most this many entries are trimmed per append (a lowered limit catches up over later appends).
+local MAX_TRIM_BATCHES = 8
+
+-- Retention arguments: max events, max age (ms), max frame bytes.
+local function retention_at(i)
+  return {events = tonumber(ARGV[i]), age_ms = tonumber(ARGV[i + 1]), bytes = tonumber(ARGV[i + 2])}
+end
+
+-- Token bucket of one connection and kind: refills at `rate` per second up to `burst`. A refused frame
+-- costs a token too, down to -burst: a client that honours retryAfterMs never gets near it, one that keeps
+-- flooding does. Returns 0 (admitted), the ms to wait, or -1 (flooding: close the connection).
+local function admit(c, conn, kind, rate, burst, ts)
+  local bucket = key(c, kind .. ':' .. conn)
+  local state = redis.call('HMGET', bucket, 'tokens', 'ts')
+  local tokens = tonumber(state[1]) or burst
+  local last = tonumber(state[2]) or ts
+  tokens = math.min(burst, tokens + math.max(0, ts - last) * rate / 1000)
+  local verdict = 0
+  if tokens < 1 then
+    verdict = math.ceil((2 - tokens) * 1000 / rate)
+    if tokens - 1 <= -burst then verdict = -1 end
+  end
+  redis.call('HSET', bucket, 'tokens', tostring(math.max(-burst, tokens - 1)), 'ts', ts)
+  redis.call('PEXPIRE', bucket, math.ceil(2 * burst * 1000 / rate) + 1000)
+  return verdict
+end
+
+-- Drops the oldest entries while the log is over its count, its byte budget or its age.
+local function trim(meta, log, ts, retention)
+  local length = redis.call('XLEN', log)
+  local bytes = tonumber(redis.call('HGET', meta, 'bytes') or '0')
+  local cutoff = ts - retention.age_ms
+  local start, last_dropped = '-', nil
+  for _ = 1, MAX_TRIM_BATCHES do
+    local batch = redis.call('XRANGE', log, start, '+', 'COUNT', 64)
+    local kept = false
+    for _, entry in ipairs(batch) do
+      local fields = entry[2]  -- f, frame, e, eid, t, ms
+      if length > retention.events or bytes > retention.bytes or tonumber(fields[6]) < cutoff then
+        length, bytes, last_dropped = length - 1, bytes - #fields[2], entry[1]
+      else
+        kept = true
+        break
+      end
+    end
+    if kept or #batch < 64 then break end
+    start = '(' .. batch[#batch][1]
+  end
+  if last_dropped then
+    redis.call('XTRIM', log, 'MINID', (tonumber(string.match(last_dropped, '^(%d+)')) + 1) .. '-0')
+    redis.call('HSET', meta, 'bytes', bytes)
+  end
+end
+
+-- Appends one persistent event; returns its frame, seq and the log's epoch. `head` is the already-encoded
 -- "from","role","name" part; data is raw JSON text.
-local function append(c, id_json, head, event, data, nonce, ts, clock, max_events, max_age_ms)
+local function append(c, id_json, head, event, data, nonce, ts, clock, retention)
   local meta, log = key(c, 'meta'), key(c, 'log')
+  local epoch = redis.call('HGET', meta, 'epoch')
+  if not epoch then
+    -- A log starting (again: expired, evicted, or a replica that never had it) is a new incarnation. What
+    -- is left of an earlier one is dropped, so seq 1 can follow it.
+    epoch = string.sub(redis.sha1hex('epoch:' .. c .. ':' .. clock .. ':' .. nonce), 1, 16)
+    redis.call('DEL', log, meta)
+    redis.call('HSET', meta, 'epoch', epoch)
+  end
   local seq = redis.call('HINCRBY', meta, 'seq', 1)
   local prev = redis.call('HGET', meta, 'eid') or ''
   local eid = string.sub(redis.sha1hex(c .. ':' .. seq .. ':' .. clock .. ':' .. nonce), 1, 16)
   local frame = '{"type":"event","classroom":' .. json_str(c) .. ',"seq":' .. seq ..
-    ',"eid":"' .. eid .. '","prev":"' .. prev .. '","id":' .. id_json .. ',' .. head ..
-    ',"event":' .. json_str(event) .. ',"data":' .. data .. ',"ts":' .. ts .. '}'
-  redis.call('XADD', log, 'MAXLEN', max_events, seq .. '-0', 'f', frame, 'e', eid, 't', ts)
+    ',"eid":"' .. eid .. '","prev":"' .. prev .. '","epoch":"' .. epoch .. '","id":' .. id_json .. ',' ..
+    head .. ',"event":' .. json_str(event) .. ',"data":' .. data .. ',"ts":' .. ts .. '}'
+  redis.call('XADD', log, seq .. '-0', 'f', frame, 'e', eid, 't', ts)
   redis.call('HSET', meta, 'eid', eid)
-  -- Age-based retention: drop a bounded batch of expired entries per append (amortised).
-  local oldest = redis.call('XRANGE', log, '-', '+', 'COUNT', 64)
-  local cutoff = ts - max_age_ms
-  local keep_from = nil
-  for _, entry in ipairs(oldest) do
-    local fields = entry[2]
-    local t = 0
-    for i = 1, #fields, 2 do if fields[i] == 't' then t = tonumber(fields[i + 1]) end end
-    if t >= cutoff then keep_from = entry[1]; break end
-  end
-  if keep_from == nil and #oldest > 0 then
-    -- The whole batch expired: keep everything after it (later appends continue the trim).
-    local last_seq = tonumber(string.match(oldest[#oldest][1], '^(%d+)'))
-    keep_from = (last_seq + 1) .. '-0'
-  end
-  if keep_from then redis.call('XTRIM', log, 'MINID', keep_from) end
+  redis.call('HINCRBY', meta, 'bytes', #frame)
+  trim(meta, log, ts, retention)
   -- A classroom idle for longer than the retention has nothing left to keep.
-  redis.call('PEXPIRE', log, max_age_ms)
-  redis.call('PEXPIRE', meta, max_age_ms)
-  return frame, seq
+  redis.call('PEXPIRE', log, retention.age_ms)
+  redis.call('PEXPIRE', meta, retention.age_ms)
+  return frame, seq, epoch
 end
 
 local function member_head(info_json)
@@ -63,10 +117,10 @@ local function member_head(info_json)
 end
 
 -- Removes a connection and appends its leave event; returns the frame or nil if it was not a member.
-local function remove_member(c, conn, nonce, ts, clock, max_events, max_age_ms)
+local function remove_member(c, conn, nonce, ts, clock, retention)
   local info_json = redis.call('HGET', key(c, 'info'), conn)
   redis.call('ZREM', key(c, 'members'), conn)
-  redis.call('DEL', key(c, 'rate:' .. conn))
+  redis.call('DEL', key(c, 'send:' .. conn), key(c, 'read:' .. conn))
   redis.call('HDEL', key(c, 'lag'), conn)
   if not info_json then return nil end
   redis.call('HDEL', key(c, 'info'), conn)
@@ -74,15 +128,15 @@ local function remove_member(c, conn, nonce, ts, clock, max_events, max_age_ms)
   local left = redis.call('HINCRBY', key(c, 'users'), user, -1)
   if left <= 0 then redis.call('HDEL', key(c, 'users'), user); left = 0 end
   local frame = append(c, 'null', head, 'leave', '{"connections":' .. left .. '}', nonce .. conn,
-    ts, clock, max_events, max_age_ms)
+    ts, clock, retention)
   return frame
 end
 
 -- Connections past their expiry vanished without $disconnect: prune them with a leave event.
-local function prune_expired(c, frames, nonce, ts, clock, max_events, max_age_ms)
+local function prune_expired(c, frames, nonce, ts, clock, retention)
   local expired = redis.call('ZRANGEBYSCORE', key(c, 'members'), '-inf', ts, 'LIMIT', 0, 32)
   for _, conn in ipairs(expired) do
-    local frame = remove_member(c, conn, nonce, ts, clock, max_events, max_age_ms)
+    local frame = remove_member(c, conn, nonce, ts, clock, retention)
     if frame then table.insert(frames, frame) end
   end
 end
@@ -91,104 +145,139 @@ local function members(c)
   return redis.call('ZRANGE', key(c, 'members'), 0, -1)
 end
 
-local function limits(argv_from)
-  return tonumber(ARGV[argv_from]), tonumber(ARGV[argv_from + 1])
+-- HMGET over many fields in chunks: Lua's unpack() fails past a few thousand arguments.
+local function hmget_all(hash, fields)
+  local values = {}
+  for i = 1, #fields, 500 do
+    local chunk = redis.call('HMGET', hash, unpack(fields, i, math.min(i + 499, #fields)))
+    for _, value in ipairs(chunk) do table.insert(values, value) end
+  end
+  return values
+end
+
+local function last_seq_and_epoch(c)
+  local meta = redis.call('HMGET', key(c, 'meta'), 'seq', 'epoch')
+  return tonumber(meta[1] or '0'), meta[2] or ''
 end
 
 --@script join
--- ARGV: classroom, connectionId, info JSON, userId, ttl ms, nonce, max_events, max_age_ms
-local c, conn, info_json, user, ttl, nonce = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
-local max_events, max_age_ms = limits(7)
+-- ARGV: classroom, connectionId, info JSON, userId, role, ttl ms, nonce, max connections per user,
+--       max connections per classroom, max_events, max_age_ms, max_bytes
+-- Returns {'ok', frames, members} or {'refused', reason}: 'ended' (a student, after `end`, before a teacher
+-- connects again), 'user_limit' or 'classroom_full'.
+local c, conn, info_json, user, role = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local ttl, nonce, per_user, per_classroom = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
+local retention = retention_at(10)
 local ts, clock = now_ms()
 local frames = {}
-prune_expired(c, frames, nonce, ts, clock, max_events, max_age_ms)
+prune_expired(c, frames, nonce, ts, clock, retention)
 if not redis.call('ZSCORE', key(c, 'members'), conn) then
+  if redis.call('HEXISTS', key(c, 'meta'), 'ended') == 1 then
+    if role ~= 'teacher' then return {'refused', 'ended'} end
+    redis.call('HDEL', key(c, 'meta'), 'ended')  -- a teacher's return reopens the class
+  end
+  if tonumber(redis.call('HGET', key(c, 'users'), user) or '0') >= per_user then
+    return {'refused', 'user_limit'}
+  end
+  if redis.call('ZCARD', key(c, 'members')) >= per_classroom then return {'refused', 'classroom_full'} end
   redis.call('ZADD', key(c, 'members'), ts + ttl, conn)
   redis.call('HSET', key(c, 'info'), conn, info_json)
   local count = redis.call('HINCRBY', key(c, 'users'), user, 1)
   for _, k in ipairs({'members', 'info', 'users'}) do redis.call('PEXPIRE', key(c, k), ttl) end
   local head = member_head(info_json)
   table.insert(frames, (append(c, 'null', head, 'join', '{"connections":' .. count .. '}', nonce,
-    ts, clock, max_events, max_age_ms)))
+    ts, clock, retention)))
 end
-return {frames, members(c)}
+return {'ok', frames, members(c)}
 
 --@script leave
--- ARGV: classroom, nonce, max_events, max_age_ms, ttl ms, grace ms, connectionId...
+-- ARGV: classroom, nonce, max_events, max_age_ms, max_bytes, ttl ms, grace ms, connectionId...
 -- With a grace (pruning after a 410), a connection that joined less than `grace` ago stays: its $connect
 -- may still be running, and a connection is not open, so a post to it fails as gone, until that returns.
 local c, nonce = ARGV[1], ARGV[2]
-local max_events, max_age_ms = limits(3)
-local ttl, grace = tonumber(ARGV[5]), tonumber(ARGV[6])
+local retention = retention_at(3)
+local ttl, grace = tonumber(ARGV[6]), tonumber(ARGV[7])
 local ts, clock = now_ms()
 local frames = {}
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   local expiry = tonumber(redis.call('ZSCORE', key(c, 'members'), ARGV[i]) or 0)
   if grace == 0 or expiry - ttl <= ts - grace then
-    local frame = remove_member(c, ARGV[i], nonce, ts, clock, max_events, max_age_ms)
+    local frame = remove_member(c, ARGV[i], nonce, ts, clock, retention)
     if frame then table.insert(frames, frame) end
   end
 end
-prune_expired(c, frames, nonce, ts, clock, max_events, max_age_ms)
+prune_expired(c, frames, nonce, ts, clock, retention)
 return {frames, members(c)}
 
 --@script publish
--- ARGV: classroom, connectionId, userId, id, id JSON, event, data JSON, persistent (1/0),
---       rate per second, burst, idempotency ttl s, sender head, nonce, max_events, max_age_ms
-local c, conn, user, id, id_json, event, data = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local persistent, rate, burst, idem_ttl = ARGV[8] == '1', tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
-local head, nonce = ARGV[12], ARGV[13]
-local max_events, max_age_ms = limits(14)
+-- ARGV: classroom, connectionId, userId, role, id, id JSON, event, data JSON, persistent (1/0),
+--       closes the class (1/0), rate per second, burst, idempotency ttl s, sender head, nonce,
+--       max_events, max_age_ms, max_bytes
+-- Returns {'ok', seq, frames, members, ts}, {'duplicate', seq, epoch, frame or '', members},
+-- {'rate_limited', ms or -1}, {'not_member'} or {'ended'}.
+local c, conn, user, role, id, id_json = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local event, data, persistent, closes = ARGV[7], ARGV[8], ARGV[9] == '1', ARGV[10] == '1'
+local rate, burst, idem_ttl = tonumber(ARGV[11]), tonumber(ARGV[12]), ARGV[13]
+local head, nonce = ARGV[14], ARGV[15]
+local retention = retention_at(16)
 local ts, clock = now_ms()
-local members_key = key(c, 'members')
-local score = redis.call('ZSCORE', members_key, conn)
+local score = redis.call('ZSCORE', key(c, 'members'), conn)
 if not score or tonumber(score) <= ts then return {'not_member'} end
-local idem = key(c, 'idem:' .. user .. ':' .. id)
+-- Resends are charged too: answering one fans the event out again.
+local wait = admit(c, conn, 'send', rate, burst, ts)
+if wait ~= 0 then return {'rate_limited', wait} end
+local idem = key(c, 'idem:' .. #user .. ':' .. user .. ':' .. id)
 if persistent then
   local seen = redis.call('GET', idem)
   if seen then
-    local entry = redis.call('XRANGE', key(c, 'log'), seen .. '-0', seen .. '-0')
+    local seq, epoch = string.match(seen, '^(%d+):(%x*)$')
+    if not seq then seq, epoch = seen, '' end  -- a record written before logs had epochs
     local frame = ''
-    if #entry > 0 then frame = entry[1][2][2] end
-    return {'duplicate', tonumber(seen), frame}
+    if epoch == redis.call('HGET', key(c, 'meta'), 'epoch') then
+      local entry = redis.call('XRANGE', key(c, 'log'), seq .. '-0', seq .. '-0')
+      if #entry > 0 then frame = entry[1][2][2] end
+    end
+    return {'duplicate', tonumber(seq), epoch, frame, members(c)}
   end
 end
--- Token bucket per connection: refills at `rate` per second up to `burst`.
-local bucket = key(c, 'rate:' .. conn)
-local state = redis.call('HMGET', bucket, 'tokens', 'ts')
-local tokens = tonumber(state[1]) or burst
-local last = tonumber(state[2]) or ts
-tokens = math.min(burst, tokens + (ts - last) * rate / 1000)
-if tokens < 1 then
-  return {'rate_limited', math.ceil((1 - tokens) * 1000 / rate)}
-end
-redis.call('HSET', bucket, 'tokens', tostring(tokens - 1), 'ts', ts)
-redis.call('PEXPIRE', bucket, math.ceil(burst * 1000 / rate) + 1000)
+if role ~= 'teacher' and redis.call('HEXISTS', key(c, 'meta'), 'ended') == 1 then return {'ended'} end
 local frames = {}
-prune_expired(c, frames, nonce, ts, clock, max_events, max_age_ms)
+prune_expired(c, frames, nonce, ts, clock, retention)
 local seq = 0
 if persistent then
-  local frame
-  frame, seq = append(c, id_json, head, event, data, nonce, ts, clock, max_events, max_age_ms)
-  redis.call('SET', idem, seq, 'EX', idem_ttl)
+  local frame, epoch
+  frame, seq, epoch = append(c, id_json, head, event, data, nonce, ts, clock, retention)
+  redis.call('SET', idem, seq .. ':' .. epoch, 'EX', idem_ttl)
+  -- Recorded with the append, so the class is ended even if this invocation dies before its fan-out.
+  if closes then redis.call('HSET', key(c, 'meta'), 'ended', seq) end
   table.insert(frames, frame)
 end
 return {'ok', seq, frames, members(c), ts}
 
 --@script sync
--- ARGV: classroom, since, since eid ('' when unknown), limit, byte budget
-local c, since, since_eid, limit, budget = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+-- ARGV: classroom, connectionId, since, since eid ('' when unknown), epoch ('' when unknown), limit,
+--       byte budget, rate per second, burst
+-- Returns {reset 1/0, last included seq, more 1/0, frames, epoch} or {'rate_limited', ms or -1}.
+local c, conn, since, since_eid, want_epoch = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local limit, budget = tonumber(ARGV[6]), tonumber(ARGV[7])
+local ts = now_ms()
+local wait = admit(c, conn, 'read', tonumber(ARGV[8]), tonumber(ARGV[9]), ts)
+if wait ~= 0 then return {'rate_limited', wait} end
 local log = key(c, 'log')
-local last = tonumber(redis.call('HGET', key(c, 'meta'), 'seq') or '0')
+local last, epoch = last_seq_and_epoch(c)
 local head_entry = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)
 local first = last + 1
 if #head_entry > 0 then first = tonumber(string.match(head_entry[1][1], '^(%d+)')) end
 local reset = false
-if since > last or since < first - 1 then
+if since > last or since < first - 1 or (want_epoch ~= '' and want_epoch ~= epoch) then
   reset = true  -- the log restarted (failover, expiry) or dropped events the client has not seen
-elseif since >= first and since_eid ~= '' then
+elseif since_eid ~= '' and since >= first then
   local at = redis.call('XRANGE', log, since .. '-0', since .. '-0')
   if #at == 0 or at[1][2][4] ~= since_eid then reset = true end  -- same seq, different event
+elseif since_eid ~= '' and since == first - 1 and #head_entry > 0 then
+  -- The event at `since` is trimmed; the first retained one names it as its predecessor. (`prev` is the
+  -- frame's first such member: what comes before it is server-written.)
+  if string.match(head_entry[1][2][2], '"prev":"(%x*)"') ~= since_eid then reset = true end
 end
 local start = since + 1
 if reset then start = first end
@@ -203,27 +292,44 @@ for i, entry in ipairs(entries) do
   included = tonumber(string.match(entry[1], '^(%d+)'))
 end
 if reset and #frames == 0 then included = last end
-return {reset and 1 or 0, included, more and 1 or 0, frames}
+return {reset and 1 or 0, included, more and 1 or 0, frames, epoch}
 
 --@script roster
--- ARGV: classroom. Returns the server time, then the info JSON and the telemetry of every live connection.
-local c = ARGV[1]
+-- ARGV: classroom, connectionId, rate per second, burst.
+-- Returns the server time, then the info JSON and the telemetry of every live connection, or
+-- {'rate_limited', ms or -1}.
+local c, conn = ARGV[1], ARGV[2]
 local ts = now_ms()
+local wait = admit(c, conn, 'read', tonumber(ARGV[3]), tonumber(ARGV[4]), ts)
+if wait ~= 0 then return {'rate_limited', wait} end
 local live = redis.call('ZRANGEBYSCORE', key(c, 'members'), '(' .. ts, '+inf')
-if #live == 0 then return {ts, {}, {}} end
-return {ts, redis.call('HMGET', key(c, 'info'), unpack(live)), redis.call('HMGET', key(c, 'lag'), unpack(live))}
+return {ts, hmget_all(key(c, 'info'), live), hmget_all(key(c, 'lag'), live)}
 
 --@script report
--- ARGV: classroom, connectionId, seq, lagMs ('' when unknown), ttl ms.
--- Records a member's telemetry (piggybacked on its ping); returns {1, last seq} or {0, last seq} for a
--- connection that is no longer a member (nothing recorded, so a pruned connection leaves no trace).
+-- ARGV: classroom, connectionId, seq, lagMs ('' when unknown), ttl ms, rate per second, burst.
+-- Records a member's telemetry (piggybacked on its ping); returns {1, last seq, epoch}, {0, last seq, epoch}
+-- for a connection that is no longer a member (nothing recorded, so a pruned connection leaves no trace),
+-- or {'rate_limited', ms or -1}.
 local c, conn, seq, lag, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local ts = now_ms()
-local last = tonumber(redis.call('HGET', key(c, 'meta'), 'seq') or '0')
+local wait = admit(c, conn, 'read', tonumber(ARGV[6]), tonumber(ARGV[7]), ts)
+if wait ~= 0 then return {'rate_limited', wait} end
+local last, epoch = last_seq_and_epoch(c)
 local score = redis.call('ZSCORE', key(c, 'members'), conn)
-if not score or tonumber(score) <= ts then return {0, last} end
+if not score or tonumber(score) <= ts then return {0, last, epoch} end
 -- A client ahead of the log (it holds events a failover lost) is not behind; its next sync resets it.
 local behind = math.max(0, last - seq)
 redis.call('HSET', key(c, 'lag'), conn, ARGV[3] .. ':' .. lag .. ':' .. string.format('%d:%d', ts, behind))
 redis.call('PEXPIRE', key(c, 'lag'), ttl)
-return {1, last}
+return {1, last, epoch}
+
+--@script admit
+-- ARGV: classroom, connectionId, rate per second, burst. A bare keep-alive's rate check: {0} or
+-- {'rate_limited', ms or -1}.
+local ts = now_ms()
+local wait = admit(ARGV[1], ARGV[2], 'read', tonumber(ARGV[3]), tonumber(ARGV[4]), ts)
+if wait ~= 0 then return {'rate_limited', wait} end
+-- Read for its side effect: a live classroom's registry stays recently used, so under memory pressure
+-- the cache evicts idle classrooms' keys before it.
+redis.call('ZSCORE', key(ARGV[1], 'members'), ARGV[2])
+return {0}

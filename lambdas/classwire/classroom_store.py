@@ -49,14 +49,33 @@ class Published:
     connection_ids: list[str]
 
 
+class JoinRefused(Exception):
+    """$connect refused: `ended` (a student, after `end`, before a teacher returns), `user_limit` (the
+    user's connections in the classroom) or `classroom_full`."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RateLimited(Exception):
+    """Over a connection's rate: retry after `retry_after_ms`; `flooding` when it kept sending far past the
+    limit (the connection is to be closed)."""
+
+    def __init__(self, retry_after_ms: int):
+        self.flooding = retry_after_ms < 0
+        self.retry_after_ms = max(retry_after_ms, 0)
+        super().__init__("flooding" if self.flooding else f"retry after {self.retry_after_ms} ms")
+
+
 @dataclass(frozen=True)
 class PublishResult:
-    # "ok", "duplicate", "rate_limited" or "not_member"
+    # "ok", "duplicate" (an idempotent resend), "not_member" or "ended"
     status: str
     seq: int = 0
     published: Published | None = None
-    original_frame: str = ""
-    retry_after_ms: int = 0
+    # For a duplicate: the epoch it was appended in; `published.frames` is empty when it is no longer logged.
+    epoch: str = ""
     server_ms: int = 0
 
 
@@ -66,14 +85,18 @@ class SyncPage:
     last: int
     more: bool
     reset: bool
+    epoch: str
 
 
 @dataclass(frozen=True)
 class Report:
-    """A recorded telemetry report: the classroom's last seq then, and how far behind it the member was."""
+    """A telemetry report: the classroom's last seq and epoch, how far behind that the member was, and
+    whether it was recorded (not for a connection that is no longer a member)."""
 
     last: int
     behind: int
+    epoch: str
+    recorded: bool
 
 
 class ClassroomStore:
@@ -83,17 +106,23 @@ class ClassroomStore:
         self._scripts = {name: client.register_script(source) for name, source in _SCRIPTS.items()}
 
     def join(self, member: Member, connected_at_ms: int) -> Published:
-        frames, conns = self._run(
+        """Registers the connection and appends its join; raises JoinRefused."""
+        reply = self._run(
             "join",
             member.classroom_id,
             member.connection_id,
             member.info_json(connected_at_ms),
             member.user_id,
+            member.role,
             CONNECTION_TTL_SECONDS * 1000,
             _nonce(),
+            self._limits.max_connections_per_user,
+            self._limits.max_connections_per_classroom,
             *self._retention(),
         )
-        return Published(_texts(frames), _texts(conns))
+        if _text(reply[0]) == "refused":
+            raise JoinRefused(_text(reply[1]))
+        return Published(_texts(reply[1]), _texts(reply[2]))
 
     def leave(self, classroom_id: str, connection_ids: list[str]) -> Published:
         """Removes connections (closed or gone); each one still present yields a leave event."""
@@ -117,18 +146,28 @@ class ClassroomStore:
         return Published(_texts(frames), _texts(conns))
 
     def publish(
-        self, sender: Member, client_id: str, event: str, data_json: str, persistent: bool
+        self,
+        sender: Member,
+        client_id: str,
+        event: str,
+        data_json: str,
+        persistent: bool,
+        closes_class: bool = False,
     ) -> PublishResult:
+        """Appends (persistent) or relays one event; raises RateLimited. A resend of an (user, id) already
+        appended is a `duplicate`: its original frame, if still logged, and the members to send it to."""
         reply = self._run(
             "publish",
             sender.classroom_id,
             sender.connection_id,
             sender.user_id,
+            sender.role,
             client_id,
             _compact(client_id),
             event,
             data_json,
             1 if persistent else 0,
+            1 if closes_class else 0,
             self._limits.rate_per_second,
             self._limits.rate_burst,
             IDEMPOTENCY_WINDOW_SECONDS,
@@ -143,33 +182,57 @@ class ClassroomStore:
                 "ok", int(seq), Published(_texts(frames), _texts(conns)), server_ms=int(server_ms)
             )
         if status == "duplicate":
-            return PublishResult("duplicate", int(reply[1]), original_frame=_text(reply[2]))
+            _, seq, epoch, frame, conns = reply
+            frames = [_text(frame)] if frame else []
+            return PublishResult("duplicate", int(seq), Published(frames, _texts(conns)), epoch=_text(epoch))
         if status == "rate_limited":
-            return PublishResult("rate_limited", retry_after_ms=int(reply[1]))
+            raise RateLimited(int(reply[1]))
         return PublishResult(status)
 
-    def sync(self, classroom_id: str, since: int, since_eid: str, limit: int, budget_bytes: int) -> SyncPage:
-        reset, last, more, frames = self._run("sync", classroom_id, since, since_eid, limit, budget_bytes)
-        return SyncPage(_texts(frames), int(last), bool(more), bool(reset))
+    def sync(
+        self, member: Member, since: int, since_eid: str, epoch: str, limit: int, budget_bytes: int
+    ) -> SyncPage:
+        """The events after `since` (or from the oldest retained one, on reset); raises RateLimited."""
+        reply = self._run(
+            "sync",
+            member.classroom_id,
+            member.connection_id,
+            since,
+            since_eid,
+            epoch,
+            limit,
+            budget_bytes,
+            *self._read_rate(),
+        )
+        _raise_if_limited(reply)
+        reset, last, more, frames, log_epoch = reply
+        return SyncPage(_texts(frames), int(last), bool(more), bool(reset), _text(log_epoch))
 
-    def report(self, member: Member, seq: int, lag_ms: int | None) -> Report | None:
-        """Records a member's telemetry (last applied seq, measured lag); None if no longer a member."""
-        recorded, last = self._run(
+    def report(self, member: Member, seq: int, lag_ms: int | None) -> Report:
+        """Records a member's telemetry (last applied seq, measured lag); raises RateLimited."""
+        reply = self._run(
             "report",
             member.classroom_id,
             member.connection_id,
             seq,
             "" if lag_ms is None else lag_ms,
             CONNECTION_TTL_SECONDS * 1000,
+            *self._read_rate(),
         )
-        if not recorded:
-            return None
-        return Report(int(last), max(0, int(last) - seq))
+        _raise_if_limited(reply)
+        recorded, last, epoch = reply
+        return Report(int(last), max(0, int(last) - seq), _text(epoch), bool(recorded))
 
-    def roster(self, classroom_id: str) -> list[dict]:
+    def admit(self, member: Member) -> None:
+        """The rate check of an action that needs nothing else from Redis (a bare ping)."""
+        _raise_if_limited(self._run("admit", member.classroom_id, member.connection_id, *self._read_rate()))
+
+    def roster(self, member: Member) -> list[dict]:
         """Live connections' {userId, role, name, connectedAt, lagMs, behind}, one entry per connection;
-        lagMs and behind are None unless the connection reported telemetry recently."""
-        now_ms, infos, reports = self._run("roster", classroom_id)
+        lagMs and behind are None unless the connection reported telemetry recently. Raises RateLimited."""
+        reply = self._run("roster", member.classroom_id, member.connection_id, *self._read_rate())
+        _raise_if_limited(reply)
+        now_ms, infos, reports = reply
         fresh_after = int(now_ms) - TELEMETRY_FRESH_SECONDS * 1000
         connections = []
         for info, report in zip(infos, reports):
@@ -185,12 +248,21 @@ class ClassroomStore:
             connections.append(entry)
         return connections
 
-    def _retention(self) -> tuple[int, int]:
-        return self._limits.log_max_events, self._limits.log_max_age_seconds * 1000
+    def _retention(self) -> tuple[int, int, int]:
+        limits = self._limits
+        return limits.log_max_events, limits.log_max_age_seconds * 1000, limits.log_max_bytes
+
+    def _read_rate(self) -> tuple[float, int]:
+        return self._limits.read_rate_per_second, self._limits.read_rate_burst
 
     def _run(self, script: str, classroom_id: str, *args: object):
         # The one declared key routes the call to the classroom's slot; the script derives the rest.
         return self._scripts[script](keys=[f"cw:{{{classroom_id}}}:meta"], args=[classroom_id, *args])
+
+
+def _raise_if_limited(reply: list) -> None:
+    if reply and isinstance(reply[0], bytes | str) and _text(reply[0]) == "rate_limited":
+        raise RateLimited(int(reply[1]))
 
 
 def _load_scripts() -> dict[str, str]:

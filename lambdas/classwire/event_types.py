@@ -28,6 +28,8 @@ class EventType:
     # Persistent events get a seq, are logged and acknowledged; volatile ones are best effort.
     persistent: bool
     after_delivery: AfterDelivery | None = None
+    # The class stays ended (students' $connect and sends refused) until a teacher connects again.
+    closes_class: bool = False
 
 
 def _end_class(service: ClassroomService, sender: Member, published: Published) -> None:
@@ -41,7 +43,7 @@ DEFAULT_EVENT_TYPES: tuple[EventType, ...] = (
     EventType("erase", EVERYONE, persistent=True),
     EventType("cursor", EVERYONE, persistent=False),
     EventType("clear", TEACHER, persistent=True),
-    EventType("end", TEACHER, persistent=True, after_delivery=_end_class),
+    EventType("end", TEACHER, persistent=True, after_delivery=_end_class, closes_class=True),
 )
 
 

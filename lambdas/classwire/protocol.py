@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import ClassVar
 
 from classwire.settings import FRAME_LIMIT_BYTES
 
@@ -27,7 +28,12 @@ class ProtocolError(Exception):
     """A request the server refuses; becomes one error frame to the sender."""
 
     def __init__(
-        self, code: str, message: str, client_id: str | None = None, retry_after_ms: int | None = None
+        self,
+        code: str,
+        message: str,
+        client_id: str | None = None,
+        retry_after_ms: int | None = None,
+        action: str | None = None,
     ):
         assert code in ERROR_CODES, code
         super().__init__(message)
@@ -35,19 +41,28 @@ class ProtocolError(Exception):
         self.message = message
         self.client_id = client_id
         self.retry_after_ms = retry_after_ms
+        self.action = action
 
     def frame(self) -> str:
-        return error_frame(self.code, self.message, self.client_id, self.retry_after_ms)
+        return error_frame(self.code, self.message, self.client_id, self.retry_after_ms, self.action)
 
 
 def error_frame(
-    code: str, message: str, client_id: str | None = None, retry_after_ms: int | None = None
+    code: str,
+    message: str,
+    client_id: str | None = None,
+    retry_after_ms: int | None = None,
+    action: str | None = None,
 ) -> str:
+    """An error frame; `action` names the refused frame's action when it is known (a client retries a
+    refused sync or who by it)."""
     if client_id is not None and not _encodable(client_id):
         client_id = None  # an id with an unpaired surrogate cannot be sent back; the message says why
     frame: dict[str, object] = {"type": "error", "code": code, "message": message, "id": client_id}
     if retry_after_ms is not None:
         frame["retryAfterMs"] = retry_after_ms
+    if action is not None:
+        frame["action"] = action
     return compact_json(frame)
 
 
@@ -65,6 +80,7 @@ def compact_json(value: object) -> str:
 
 @dataclass(frozen=True)
 class Send:
+    action: ClassVar[str] = "send"
     id: str
     event: str
     data_json: str
@@ -72,18 +88,22 @@ class Send:
 
 @dataclass(frozen=True)
 class Sync:
+    action: ClassVar[str] = "sync"
     since: int
     since_eid: str
     limit: int
+    epoch: str = ""
 
 
 @dataclass(frozen=True)
 class Who:
+    action: ClassVar[str] = "who"
     after: str
 
 
 @dataclass(frozen=True)
 class Ping:
+    action: ClassVar[str] = "ping"
     # Delivery telemetry a client piggybacks on pings: its last in-order seq and measured lag.
     seq: int | None
     lag_ms: int | None
@@ -118,6 +138,14 @@ def parse_request(body: str | None, bound_classroom: str, max_data_bytes: int) -
             "field 'classroom' must be omitted or equal the classroom of this connection",
             client_id,
         )
+    try:
+        return _parse_action(action, frame, max_data_bytes)
+    except ProtocolError as error:
+        error.action = action
+        raise
+
+
+def _parse_action(action: str, frame: dict, max_data_bytes: int) -> Request:
     if action == "send":
         return _parse_send(frame, max_data_bytes)
     if action == "sync":
@@ -125,6 +153,7 @@ def parse_request(body: str | None, bound_classroom: str, max_data_bytes: int) -
             since=_int_field(frame, "since", default=0, minimum=0),
             since_eid=_str_field(frame, "sinceEid", default="", max_chars=64),
             limit=_int_field(frame, "limit", default=DEFAULT_SYNC_LIMIT, minimum=1, maximum=MAX_SYNC_LIMIT),
+            epoch=_str_field(frame, "epoch", default="", max_chars=64),
         )
     if action == "who":
         return Who(after=_str_field(frame, "after", default="", max_chars=256))

@@ -16,8 +16,10 @@ CONNECTION_TTL_SECONDS = 3 * 3600
 # A connection is not open until $connect returns (at most API Gateway's 29 s integration timeout after
 # its join), and a post to it until then fails as gone: a 410 that soon after the join proves nothing.
 CONNECTING_GRACE_SECONDS = 30
-# A resend with the same sender and id within this window yields the original event.
+# A resend with the same sender and id within this window yields the original event. The clients never
+# resend an id more than RESEND_WINDOW_SECONDS after its first attempt, so a resend always finds its record.
 IDEMPOTENCY_WINDOW_SECONDS = 15 * 60
+RESEND_WINDOW_SECONDS = 10 * 60
 # Clients piggyback delivery telemetry on a ping this often (the client libraries' default); a report
 # older than two intervals is stale, so a member whose client stopped reporting shows as unknown.
 TELEMETRY_INTERVAL_SECONDS = 30
@@ -33,21 +35,39 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
+    """What one user, connection or classroom may use (README, "Limits"); every bound has its error."""
+
     max_data_bytes: int = 16 * 1024
+    # `send`, per connection; a connection that keeps sending past its limit is closed.
     rate_per_second: float = 20.0
     rate_burst: int = 40
+    # Every other action (sync, who, ping), per connection, in a bucket of its own.
+    read_rate_per_second: float = 10.0
+    read_rate_burst: int = 60
     log_max_events: int = 10_000
     log_max_age_seconds: int = 24 * 3600
+    # Frame bytes one classroom log may hold; the oldest events go first.
+    log_max_bytes: int = 16 * 1024 * 1024
+    max_connections_per_user: int = 5
+    max_connections_per_classroom: int = 2_000
 
     def validate(self) -> None:
         if not 1 <= self.max_data_bytes <= FRAME_LIMIT_BYTES // 2:
             raise SettingsError(
                 f"max_data_bytes must be 1..{FRAME_LIMIT_BYTES // 2}, got {self.max_data_bytes}"
             )
-        if self.rate_per_second <= 0 or self.rate_burst < 1:
-            raise SettingsError("rate_per_second must be > 0 and rate_burst >= 1")
+        if (
+            min(self.rate_per_second, self.read_rate_per_second) <= 0
+            or min(self.rate_burst, self.read_rate_burst) < 1
+        ):
+            raise SettingsError("rates must be > 0 and bursts >= 1")
         if self.log_max_events < 1 or self.log_max_age_seconds < 60:
             raise SettingsError("log_max_events must be >= 1 and log_max_age_seconds >= 60")
+        if self.log_max_bytes < 4 * FRAME_LIMIT_BYTES:
+            # The newest event always stays, so the budget must hold a few of the largest.
+            raise SettingsError(f"log_max_bytes must be >= {4 * FRAME_LIMIT_BYTES}, got {self.log_max_bytes}")
+        if self.max_connections_per_user < 1 or self.max_connections_per_classroom < 1:
+            raise SettingsError("max_connections_per_user and max_connections_per_classroom must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,8 @@ class JwtSettings:
     issuer: str = ""
     audience: str = ""
     leeway_seconds: int = 30
+    # How long a fetched JWKS is trusted: a key removed from it is refused at most this much later.
+    jwks_lifespan_seconds: int = 300
 
     def validate(self) -> None:
         if not self.algorithms:
@@ -83,6 +105,8 @@ class JwtSettings:
             raise SettingsError("public-key jwt algorithms need jwks_url")
         if not 0 <= self.leeway_seconds <= 300:
             raise SettingsError("jwt leeway_seconds must be 0..300")
+        if not 10 <= self.jwks_lifespan_seconds <= 3600:
+            raise SettingsError("jwt jwks_lifespan_seconds must be 10..3600")
 
 
 @dataclass(frozen=True)
@@ -156,11 +180,17 @@ _VARIABLES: dict[str, str] = {
     "CLASSWIRE_JWT_ISSUER": "jwt.issuer",
     "CLASSWIRE_JWT_AUDIENCE": "jwt.audience",
     "CLASSWIRE_JWT_LEEWAY_SECONDS": "jwt.leeway_seconds",
+    "CLASSWIRE_JWT_JWKS_LIFESPAN_SECONDS": "jwt.jwks_lifespan_seconds",
     "CLASSWIRE_MAX_DATA_BYTES": "limits.max_data_bytes",
     "CLASSWIRE_RATE_PER_SECOND": "limits.rate_per_second",
     "CLASSWIRE_RATE_BURST": "limits.rate_burst",
+    "CLASSWIRE_READ_RATE_PER_SECOND": "limits.read_rate_per_second",
+    "CLASSWIRE_READ_RATE_BURST": "limits.read_rate_burst",
     "CLASSWIRE_LOG_MAX_EVENTS": "limits.log_max_events",
     "CLASSWIRE_LOG_MAX_AGE_SECONDS": "limits.log_max_age_seconds",
+    "CLASSWIRE_LOG_MAX_BYTES": "limits.log_max_bytes",
+    "CLASSWIRE_MAX_CONNECTIONS_PER_USER": "limits.max_connections_per_user",
+    "CLASSWIRE_MAX_CONNECTIONS_PER_CLASSROOM": "limits.max_connections_per_classroom",
     "CLASSWIRE_MANAGEMENT_ENDPOINT": "management_endpoint",
     "POWERTOOLS_SERVICE_NAME": "service_name",
     "POWERTOOLS_METRICS_NAMESPACE": "metrics_namespace",

@@ -45,6 +45,7 @@ class Cache(Construct):
         automatic_failover: bool,
         engine_version: str,
         parameter_family: str,
+        maxmemory_policy: str,
         snapshot_retention_days: int,
         snapshot_window: str,
         maintenance_window: str,
@@ -102,9 +103,8 @@ class Cache(Construct):
             name=f"{prefix}-redis7",
             family=parameter_family,
             description=f"{prefix} Redis parameters",
-            # A full cache must refuse writes rather than evict a classroom log: a refused write is retried by
-            # the client with the same id, an evicted log would lose acknowledged events.
-            parameter=[ElasticacheParameterGroupParameter(name="maxmemory-policy", value="noeviction")],
+            # Evicting (the config says why) rather than refusing every write of every classroom when full.
+            parameter=[ElasticacheParameterGroupParameter(name="maxmemory-policy", value=maxmemory_policy)],
         )
 
         self.user_id: str | None = None

@@ -52,6 +52,10 @@ NatMode = Literal["single", "per_az"]
 class ConfigError(ValueError):
     """An environment's config is invalid; the message names the environment and the field."""
 
+# Redis policies that evict under memory pressure (noeviction refuses every write instead).
+EVICTION_POLICIES = ("allkeys-lru", "allkeys-lfu", "volatile-lru", "volatile-lfu", "volatile-ttl")
+DEFAULT_EVICTION_POLICY = "allkeys-lru"
+
 
 @dataclass(frozen=True)
 class StateBackend:
@@ -89,6 +93,10 @@ class EnvConfig:
     redis_iam_auth: bool = True
     redis_engine_version: str = "7.1"
     redis_parameter_family: str = "redis7"
+    # Under memory pressure the least recently used keys go (idle classrooms' logs first); every key has a
+    # TTL, so a volatile-* policy works too. Never noeviction: a full cache would refuse every write of
+    # every classroom at once. An evicted log restarts with a new epoch, and its clients get `reset`.
+    redis_maxmemory_policy: str = DEFAULT_EVICTION_POLICY
     redis_maintenance_window: str = "sun:04:00-sun:05:00"
     redis_snapshot_window: str = "02:00-03:00"
 
@@ -222,6 +230,8 @@ class EnvConfig:
             yield "redis_snapshot_retention_days: prod keeps at least 7 days of snapshots"
         if self.name != "local" and not self.redis_iam_auth:
             yield "redis_iam_auth: only the local cloud may run Redis without authentication"
+        if self.redis_maxmemory_policy not in EVICTION_POLICIES:
+            yield f"redis_maxmemory_policy must be one of {', '.join(EVICTION_POLICIES)}, got {self.redis_maxmemory_policy!r}"
         if not self.redis_engine_version.startswith("7."):
             yield "redis_engine_version must be 7.x (IAM authentication needs Redis 7)"
 

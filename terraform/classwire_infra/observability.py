@@ -126,13 +126,22 @@ class Observability(Construct):
             )
             alarm(
                 f"redis_{member[-3:]}_memory",
-                f"Redis node {member}: memory nearly full (noeviction refuses writes)",
+                f"Redis node {member}: memory nearly full (the least recently used classroom logs are evicted next)",
                 "AWS/ElastiCache",
                 "DatabaseMemoryUsagePercentage",
                 node,
                 80,
                 statistic="Average",
                 periods=5,
+            )
+            alarm(
+                f"redis_{member[-3:]}_evictions",
+                f"Redis node {member}: keys evicted for memory; their classrooms' clients were reset",
+                "AWS/ElastiCache",
+                "Evictions",
+                node,
+                0,
+                periods=1,
             )
             alarm(
                 f"redis_{member[-3:]}_replication_lag",
@@ -232,6 +241,7 @@ def _dashboard(
             widget("Replays and resends", [own("Replays"), own("Resends")]),
             widget("Redis engine CPU", per_node("EngineCPUUtilization"), stat="Average"),
             widget("Redis memory used (%)", per_node("DatabaseMemoryUsagePercentage"), stat="Average"),
+            widget("Redis evictions", per_node("Evictions")),
             widget("Redis connections", per_node("CurrConnections"), stat="Maximum"),
             widget("Redis replication lag (s)", per_node("ReplicationLag"), stat="Maximum"),
             widget(

@@ -94,6 +94,7 @@ class ClasswireStack(TerraformStack):
             automatic_failover=config.redis_automatic_failover,
             engine_version=config.redis_engine_version,
             parameter_family=config.redis_parameter_family,
+            maxmemory_policy=config.redis_maxmemory_policy,
             snapshot_retention_days=config.redis_snapshot_retention_days,
             snapshot_window=config.redis_snapshot_window,
             maintenance_window=config.redis_maintenance_window,

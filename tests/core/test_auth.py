@@ -13,8 +13,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from classwire.auth import Forbidden, Grant, TokenVerifier, Unauthenticated
+from classwire.auth import Forbidden, Grant, JwksKeys, TokenVerifier, Unauthenticated
 from classwire.settings import JwtSettings
+from tests.support.jwks import JwksServer, public_jwk
 
 SECRET = "s3cret-for-tests-only-0123456789abcdef"
 HS = JwtSettings(
@@ -151,3 +152,34 @@ def test_es256_through_the_key_source():
 def test_leeway_accepts_small_clock_skew():
     token = hs_token(exp=int(time.time()) - 10)
     assert hs_verifier().verify(token, "room-1").user_id == "alice"
+
+
+def test_a_key_removed_from_the_jwks_is_refused_within_the_lifespan_and_a_new_kid_works_at_once():
+    old, new = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    idp = JwksServer({"keys": [public_jwk(old, "old", "RS256")]})
+    try:
+        settings = JwtSettings(algorithms=("RS256", "ES256"), jwks_url=idp.url)
+        keys = JwksKeys(idp.url, lifespan_seconds=1, refresh_cooldown_seconds=0.2)
+        verifier = TokenVerifier(settings, keys)
+        signed_by_old = jwt.encode(claims(iss=None, aud=None), old, algorithm="RS256", headers={"kid": "old"})
+        assert verifier.verify(signed_by_old, "room-1").user_id == "alice"
+        # The identity provider rotates: the old key is revoked, a new one published.
+        idp.document = {"keys": [public_jwk(new, "new", "ES256")]}
+        time.sleep(0.3)
+        signed_by_new = jwt.encode(claims(iss=None, aud=None), new, algorithm="ES256", headers={"kid": "new"})
+        assert verifier.verify(signed_by_new, "room-1").user_id == "alice"  # an unknown kid refetches
+        time.sleep(1.1)
+        with pytest.raises(Unauthenticated):
+            verifier.verify(signed_by_old, "room-1")
+        # Made-up kids do not make the authorizer hammer the identity provider.
+        fetches = len(idp.hits)
+        for n in range(20):
+            forged = jwt.encode(claims(iss=None, aud=None), old, algorithm="RS256", headers={"kid": f"x{n}"})
+            with pytest.raises(Unauthenticated):
+                verifier.verify(forged, "room-1")
+        assert len(idp.hits) - fetches <= 1
+    finally:
+        idp.close()

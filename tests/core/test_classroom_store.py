@@ -9,17 +9,51 @@ import time
 import pytest
 import redis
 
-from classwire.classroom_store import ClassroomStore, Member, Report
-from classwire.settings import CONNECTION_TTL_SECONDS, TELEMETRY_FRESH_SECONDS, Limits
+from classwire.classroom_store import ClassroomStore, JoinRefused, Member, RateLimited, Report
+from classwire.settings import (
+    CONNECTION_TTL_SECONDS,
+    IDEMPOTENCY_WINDOW_SECONDS,
+    RESEND_WINDOW_SECONDS,
+    TELEMETRY_FRESH_SECONDS,
+    Limits,
+)
 
 
 def member(n: int, room: str = "room-1", role: str = "student") -> Member:
     return Member(f"conn-{room}-{n}", room, f"user-{n}", role, f"User {n}")
 
 
+# The tests' own reads are not what is being rate limited.
+UNLIMITED = dict(
+    rate_per_second=10_000, rate_burst=10_000, read_rate_per_second=10_000, read_rate_burst=10_000
+)
+
+
+def limits(**overrides) -> Limits:
+    return Limits(**{**UNLIMITED, **overrides})
+
+
 @pytest.fixture
 def store(redis_client) -> ClassroomStore:
-    return ClassroomStore(redis_client, Limits(rate_per_second=10_000, rate_burst=10_000))
+    return ClassroomStore(redis_client, limits())
+
+
+def reader(room: str) -> Member:
+    return Member("reader", room, "reader", "student")
+
+
+def sync(
+    store: ClassroomStore, room: str, since: int, since_eid: str, limit: int, budget: int, epoch: str = ""
+):
+    return store.sync(reader(room), since, since_eid, epoch, limit, budget)
+
+
+def roster_of(store: ClassroomStore, room: str) -> list[dict]:
+    return store.roster(reader(room))
+
+
+def log_epoch(store: ClassroomStore, room: str) -> str:
+    return sync(store, room, 0, "", 1, 10**9).epoch
 
 
 def seqs(frames: list[str]) -> list[int]:
@@ -27,9 +61,8 @@ def seqs(frames: list[str]) -> list[int]:
 
 
 def test_concurrent_senders_get_gapless_unique_seqs(redis_server):
-    limits = Limits(rate_per_second=10_000, rate_burst=10_000)
     senders = [member(n) for n in range(8)]
-    setup = ClassroomStore(redis.Redis.from_url(redis_server.url), limits)
+    setup = ClassroomStore(redis.Redis.from_url(redis_server.url), limits())
     setup._redis.flushall()
     for m in senders:
         setup.join(m, 0)
@@ -37,7 +70,7 @@ def test_concurrent_senders_get_gapless_unique_seqs(redis_server):
     lock = threading.Lock()
 
     def send_many(sender: Member) -> None:
-        own = ClassroomStore(redis.Redis.from_url(redis_server.url), limits)
+        own = ClassroomStore(redis.Redis.from_url(redis_server.url), limits())
         for i in range(50):
             result = own.publish(sender, f"{sender.user_id}-{i}", "stroke", '{"i":%d}' % i, True)
             with lock:
@@ -50,7 +83,7 @@ def test_concurrent_senders_get_gapless_unique_seqs(redis_server):
         t.join()
     # 8 joins then 400 strokes: every seq from 9 to 408 exactly once.
     assert sorted(assigned) == list(range(9, 409))
-    page = setup.sync("room-1", 0, "", 1000, 10**9)
+    page = sync(setup, "room-1", 0, "", 1000, 10**9)
     frames = [json.loads(f) for f in page.frames]
     assert [f["seq"] for f in frames] == list(range(1, 409))
     # The chain links: each event names its predecessor.
@@ -64,7 +97,7 @@ def test_resend_with_same_id_returns_the_original(store):
     again = store.publish(alice, "m1", "chat", '{"t":"changed"}', True)
     assert first.status == "ok" and again.status == "duplicate"
     assert again.seq == first.seq
-    assert again.original_frame == first.published.frames[-1]
+    assert again.published.frames == [first.published.frames[-1]]
     # Another user may use the same client id: ids are per sender.
     bob = member(2)
     store.join(bob, 0)
@@ -76,7 +109,7 @@ def test_volatile_events_take_no_seq(store):
     store.join(alice, 0)
     result = store.publish(alice, "c1", "cursor", '{"x":1}', False)
     assert (result.status, result.seq, result.published.frames) == ("ok", 0, [])
-    assert store.sync("room-1", 0, "", 100, 10**9).last == 1
+    assert sync(store, "room-1", 0, "", 100, 10**9).last == 1
 
 
 def test_sync_pages_by_bytes_and_count(store):
@@ -84,47 +117,47 @@ def test_sync_pages_by_bytes_and_count(store):
     store.join(alice, 0)
     for i in range(20):
         store.publish(alice, f"m{i}", "stroke", json.dumps({"pad": "x" * 1000}), True)
-    page = store.sync("room-1", 0, "", 1000, 5_000)
+    page = sync(store, "room-1", 0, "", 1000, 5_000)
     assert page.more and not page.reset
     assert sum(len(f) + 1 for f in page.frames) <= 5_000
     seen = seqs(page.frames)
     while page.more:
-        page = store.sync("room-1", page.last, "", 1000, 5_000)
+        page = sync(store, "room-1", page.last, "", 1000, 5_000)
         seen += seqs(page.frames)
     assert seen == list(range(1, 22))
-    by_count = store.sync("room-1", 5, "", 3, 10**9)
+    by_count = sync(store, "room-1", 5, "", 3, 10**9)
     assert (seqs(by_count.frames), by_count.last, by_count.more) == ([6, 7, 8], 8, True)
 
 
 def test_sync_resets_when_since_was_trimmed(redis_client):
-    store = ClassroomStore(redis_client, Limits(log_max_events=5, rate_per_second=1000, rate_burst=1000))
+    store = ClassroomStore(redis_client, limits(log_max_events=5))
     alice = member(1)
     store.join(alice, 0)
     for i in range(10):
         store.publish(alice, f"m{i}", "chat", "1", True)
-    page = store.sync("room-1", 2, "", 100, 10**9)
+    page = sync(store, "room-1", 2, "", 100, 10**9)
     assert page.reset and seqs(page.frames) == [7, 8, 9, 10, 11]
-    assert not store.sync("room-1", 6, "", 100, 10**9).reset
+    assert not sync(store, "room-1", 6, "", 100, 10**9).reset
 
 
 def test_sync_resets_when_the_event_at_since_differs(store):
     alice = member(1)
     store.join(alice, 0)
     store.publish(alice, "m1", "chat", "1", True)
-    eid = json.loads(store.sync("room-1", 1, "", 1, 10**9).frames[0])["eid"]
-    assert not store.sync("room-1", 2, eid, 10, 10**9).reset
-    diverged = store.sync("room-1", 2, "0000000000000000", 10, 10**9)
+    eid = json.loads(sync(store, "room-1", 1, "", 1, 10**9).frames[0])["eid"]
+    assert not sync(store, "room-1", 2, eid, 10, 10**9).reset
+    diverged = sync(store, "room-1", 2, "0000000000000000", 10, 10**9)
     assert diverged.reset and seqs(diverged.frames) == [1, 2]
 
 
 def test_sync_resets_when_since_is_beyond_the_log(store):
     store.join(member(1), 0)
-    page = store.sync("room-1", 50, "", 10, 10**9)
+    page = sync(store, "room-1", 50, "", 10, 10**9)
     assert page.reset and seqs(page.frames) == [1]
 
 
 def test_age_retention_trims_old_events_while_the_classroom_is_active(redis_client):
-    store = ClassroomStore(redis_client, Limits(log_max_age_seconds=2, rate_per_second=1000, rate_burst=1000))
+    store = ClassroomStore(redis_client, limits(log_max_age_seconds=2))
     alice = member(1)
     store.join(alice, 0)
     store.publish(alice, "old", "chat", "1", True)
@@ -132,21 +165,21 @@ def test_age_retention_trims_old_events_while_the_classroom_is_active(redis_clie
     store.publish(alice, "mid", "chat", "2", True)
     time.sleep(1.0)
     store.publish(alice, "new", "chat", "3", True)
-    page = store.sync("room-1", 0, "", 100, 10**9)
+    page = sync(store, "room-1", 0, "", 100, 10**9)
     assert page.reset and seqs(page.frames) == [3, 4]
 
 
 def test_an_idle_log_expires_whole_and_clients_are_told_to_reset(redis_client):
-    store = ClassroomStore(redis_client, Limits(log_max_age_seconds=1, rate_per_second=1000, rate_burst=1000))
+    store = ClassroomStore(redis_client, limits(log_max_age_seconds=1))
     alice = member(1)
     store.join(alice, 0)
     store.publish(alice, "old", "chat", "1", True)
-    eid = json.loads(store.sync("room-1", 1, "", 1, 10**9).frames[0])["eid"]
+    eid = json.loads(sync(store, "room-1", 1, "", 1, 10**9).frames[0])["eid"]
     time.sleep(1.1)
     store.publish(alice, "new", "chat", "2", True)
     # The seq restarted at 1: a client holding seq 2 (or seq 1 of the old log) must rebuild.
-    assert store.sync("room-1", 2, "", 100, 10**9).reset
-    page = store.sync("room-1", 1, eid, 100, 10**9)
+    assert sync(store, "room-1", 2, "", 100, 10**9).reset
+    page = sync(store, "room-1", 1, eid, 100, 10**9)
     assert page.reset and [json.loads(f)["id"] for f in page.frames] == ["new"]
 
 
@@ -154,10 +187,11 @@ def test_rate_limit_is_a_token_bucket(redis_client):
     store = ClassroomStore(redis_client, Limits(rate_per_second=5, rate_burst=3))
     alice = member(1)
     store.join(alice, 0)
-    results = [store.publish(alice, f"m{i}", "chat", "1", True) for i in range(4)]
-    assert [r.status for r in results] == ["ok", "ok", "ok", "rate_limited"]
-    assert 0 < results[-1].retry_after_ms <= 200
-    time.sleep(0.25)
+    assert [store.publish(alice, f"m{i}", "chat", "1", True).status for i in range(3)] == ["ok"] * 3
+    with pytest.raises(RateLimited) as limited:
+        store.publish(alice, "m3", "chat", "1", True)
+    assert 0 < limited.value.retry_after_ms <= 400 and not limited.value.flooding
+    time.sleep(0.45)
     assert store.publish(alice, "m9", "chat", "1", True).status == "ok"
 
 
@@ -171,7 +205,7 @@ def test_expired_members_are_pruned_with_a_leave(store, redis_client):
     events = [json.loads(f) for f in result.published.frames]
     assert [(e["event"], e["from"]) for e in events] == [("leave", "user-2"), ("chat", "user-1")]
     assert result.published.connection_ids == [alice.connection_id]
-    assert [m["userId"] for m in store.roster("room-1")] == ["user-1"]
+    assert [m["userId"] for m in roster_of(store, "room-1")] == ["user-1"]
     assert store.publish(bob, "m2", "chat", "1", True).status == "not_member"
 
 
@@ -197,8 +231,8 @@ def test_classrooms_are_isolated(store):
     store.join(member(2, "room-2"), 0)
     result = store.publish(member(1, "room-1"), "m1", "chat", "1", True)
     assert result.published.connection_ids == ["conn-room-1-1"]
-    assert seqs(store.sync("room-2", 0, "", 100, 10**9).frames) == [1]
-    assert [m["userId"] for m in store.roster("room-2")] == ["user-2"]
+    assert seqs(sync(store, "room-2", 0, "", 100, 10**9).frames) == [1]
+    assert [m["userId"] for m in roster_of(store, "room-2")] == ["user-2"]
     # A member of room-1 is not a member of room-2, whatever it claims.
     impostor = Member("conn-room-1-1", "room-2", "user-1", "student")
     assert store.publish(impostor, "x", "chat", "1", True).status == "not_member"
@@ -232,9 +266,10 @@ def test_a_report_records_how_far_behind_a_member_is_and_the_roster_shows_it(sto
     for n in range(3):
         store.publish(teacher, f"m{n}", "chat", "1", True)
     last = 6  # three joins, three chats
-    assert store.report(behind, last - 2, 340) == Report(last, 2)
-    assert store.report(teacher, last, None) == Report(last, 0)
-    roster = {m["userId"]: (m["lagMs"], m["behind"]) for m in store.roster("room-1")}
+    epoch = log_epoch(store, "room-1")
+    assert store.report(behind, last - 2, 340) == Report(last, 2, epoch, True)
+    assert store.report(teacher, last, None) == Report(last, 0, epoch, True)
+    roster = {m["userId"]: (m["lagMs"], m["behind"]) for m in roster_of(store, "room-1")}
     assert roster == {"user-0": (None, 0), "user-1": (340, 2), "user-2": (None, None)}
     # The telemetry hash lives as long as the connections it describes.
     assert 0 < redis_client.pttl("cw:{room-1}:lag") <= CONNECTION_TTL_SECONDS * 1000
@@ -244,7 +279,8 @@ def test_a_client_ahead_of_the_log_is_not_behind(store):
     alice = member(1)
     store.join(alice, 0)
     # It holds events a failover lost; its next sync resets it.
-    assert store.report(alice, 99, 10) == Report(1, 0)
+    epoch = log_epoch(store, "room-1")
+    assert store.report(alice, 99, 10) == Report(1, 0, epoch, True)
 
 
 def test_stale_telemetry_is_ignored(store, redis_client):
@@ -255,7 +291,7 @@ def test_stale_telemetry_is_ignored(store, redis_client):
     seq, lag, at, behind = recorded.decode().split(":")
     stale_at = int(at) - TELEMETRY_FRESH_SECONDS * 1000 - 1
     redis_client.hset("cw:{room-1}:lag", alice.connection_id, f"{seq}:{lag}:{stale_at}:{behind}")
-    (entry,) = store.roster("room-1")
+    (entry,) = roster_of(store, "room-1")
     assert (entry["lagMs"], entry["behind"]) == (None, None)
 
 
@@ -273,8 +309,8 @@ def test_telemetry_is_removed_with_the_member_on_leave_and_prune(store, redis_cl
     store.join(carol, 0)
     assert redis_client.hlen("cw:{room-1}:lag") == 0
     # A connection that is no longer a member records nothing.
-    assert store.report(bob, 2, 10) is None
-    assert store.report(alice, 2, 10) is None
+    assert not store.report(bob, 2, 10).recorded
+    assert not store.report(alice, 2, 10).recorded
     assert redis_client.hlen("cw:{room-1}:lag") == 0
 
 
@@ -284,11 +320,184 @@ def test_a_report_and_a_roster_are_one_round_trip_whatever_the_room_size(store, 
         store.join(m, 0)
     for m in members:
         store.report(m, 990, 25)  # also loads the scripts
-    store.roster("room-1")
+    roster_of(store, "room-1")
+    epoch = log_epoch(store, "room-1")
     before = _calls(redis_client)
-    assert store.report(members[7], 995, 30) == Report(1000, 5)
+    assert store.report(members[7], 995, 30) == Report(1000, 5, epoch, True)
     assert _calls(redis_client) - before == 1
     before = _calls(redis_client)
-    roster = store.roster("room-1")
+    roster = roster_of(store, "room-1")
     assert _calls(redis_client) - before == 1
     assert len(roster) == 1000 and all(m["lagMs"] is not None for m in roster)
+
+
+# -- issue 11: the guarantee under faults, and bounds on what one user may use -------------------------------
+
+
+def test_idempotency_keys_of_different_users_never_collide(store):
+    # Both would have been `cw:{room-1}:idem:a:b:c`: the second event dropped, answered with the first's.
+    colon_user = Member("conn-x", "room-1", "a:b", "student")
+    plain_user = Member("conn-y", "room-1", "a", "student")
+    store.join(colon_user, 0)
+    store.join(plain_user, 0)
+    first = store.publish(colon_user, "c", "chat", '"from a:b"', True)
+    second = store.publish(plain_user, "b:c", "chat", '"from a"', True)
+    assert (first.status, second.status) == ("ok", "ok") and second.seq == first.seq + 1
+    assert json.loads(second.published.frames[-1])["data"] == "from a"
+
+
+def test_a_duplicate_carries_the_members_to_fan_the_original_out_to_again(store):
+    alice, bob = member(1), member(2)
+    store.join(alice, 0)
+    store.join(bob, 0)
+    first = store.publish(alice, "m1", "chat", "1", True)
+    again = store.publish(alice, "m1", "chat", "1", True)
+    assert again.status == "duplicate"
+    assert sorted(again.published.connection_ids) == sorted([alice.connection_id, bob.connection_id])
+    assert again.published.frames == first.published.frames[-1:]
+    assert again.epoch == json.loads(first.published.frames[-1])["epoch"]
+
+
+def test_a_resend_of_a_trimmed_event_names_its_seq_and_is_never_appended_again(redis_client):
+    store = ClassroomStore(redis_client, limits(log_max_events=3))
+    alice = member(1)
+    store.join(alice, 0)
+    original = store.publish(alice, "m1", "chat", "1", True)
+    for n in range(2, 6):
+        store.publish(alice, f"m{n}", "chat", "1", True)
+    again = store.publish(alice, "m1", "chat", "1", True)
+    assert (again.status, again.seq, again.published.frames) == ("duplicate", original.seq, [])
+    assert sync(store, "room-1", 0, "", 100, 10**9).last == 6  # nothing appended
+    # The record outlives every resend a client may make (they stop RESEND_WINDOW_SECONDS after the first
+    # attempt; a frame in flight takes at most API Gateway's 29 s integration timeout more).
+    ttl = redis_client.ttl(f"cw:{{room-1}}:idem:{len(alice.user_id)}:{alice.user_id}:m1")
+    assert RESEND_WINDOW_SECONDS + 29 < ttl <= IDEMPOTENCY_WINDOW_SECONDS
+
+
+def test_every_event_carries_the_epoch_of_its_log_and_a_restarted_log_gets_a_new_one(store, redis_client):
+    alice = member(1)
+    store.join(alice, 0)
+    before = json.loads(store.publish(alice, "m1", "chat", "1", True).published.frames[-1])
+    assert len(before["epoch"]) == 16 and sync(store, "room-1", 0, "", 10, 10**9).epoch == before["epoch"]
+    # A failover to an empty replica (or an eviction) loses the log; the next event starts it again.
+    redis_client.delete("cw:{room-1}:meta", "cw:{room-1}:log")
+    after = json.loads(store.publish(alice, "m2", "chat", "1", True).published.frames[-1])
+    assert (after["seq"], after["prev"]) == (1, "") and after["epoch"] != before["epoch"]
+    # A client that holds the old epoch is reset, even at a seq the new log has too.
+    assert sync(store, "room-1", 0, "", 10, 10**9, epoch=before["epoch"]).reset
+    assert not sync(store, "room-1", 0, "", 10, 10**9, epoch=after["epoch"]).reset
+
+
+def test_a_log_whose_meta_was_evicted_restarts_instead_of_failing_every_append(store, redis_client):
+    alice = member(1)
+    store.join(alice, 0)
+    for n in range(3):
+        store.publish(alice, f"m{n}", "chat", "1", True)
+    redis_client.delete("cw:{room-1}:meta")  # the stream survives, its counter does not
+    result = store.publish(alice, "next", "chat", "1", True)
+    assert json.loads(result.published.frames[-1])["seq"] == 1
+    assert seqs(sync(store, "room-1", 0, "", 10, 10**9).frames) == [1]
+
+
+def test_sync_from_just_before_the_oldest_retained_event_checks_the_eid(redis_client):
+    store = ClassroomStore(redis_client, limits(log_max_events=3))
+    alice = member(1)
+    store.join(alice, 0)
+    frames = [store.publish(alice, f"m{n}", "chat", "1", True).published.frames[-1] for n in range(5)]
+    eids = {json.loads(f)["seq"]: json.loads(f)["eid"] for f in frames}
+    assert seqs(sync(store, "room-1", 0, "", 10, 10**9).frames) == [4, 5, 6]  # seq 3 is trimmed
+    assert not sync(store, "room-1", 3, eids[3], 10, 10**9).reset
+    other = sync(store, "room-1", 3, "00000000000000ff", 10, 10**9)
+    assert other.reset and seqs(other.frames) == [4, 5, 6]
+
+
+def test_the_log_keeps_to_its_byte_budget_oldest_first(redis_client):
+    budget = 4 * 32 * 1024
+    store = ClassroomStore(redis_client, limits(log_max_bytes=budget))
+    alice = member(1)
+    store.join(alice, 0)
+    for n in range(40):
+        store.publish(alice, f"m{n}", "stroke", json.dumps({"pad": "x" * 16_000}), True)
+    entries = redis_client.xrange("cw:{room-1}:log")
+    held = sum(len(fields[b"f"]) for _, fields in entries)
+    assert held <= budget and int(redis_client.hget("cw:{room-1}:meta", "bytes")) == held
+    assert seqs([fields[b"f"] for _, fields in entries])[-1] == 41 and len(entries) < 10
+    # A client behind the trim rebuilds from what is retained.
+    assert sync(store, "room-1", 5, "", 100, 10**9).reset
+
+
+def test_a_user_may_hold_five_connections_per_classroom(store):
+    connections = [Member(f"c{n}", "room-1", "alice", "student") for n in range(6)]
+    for connection in connections[:5]:
+        store.join(connection, 0)
+    with pytest.raises(JoinRefused) as refused:
+        store.join(connections[5], 0)
+    assert refused.value.reason == "user_limit"
+    assert roster_of(store, "room-1") and len(roster_of(store, "room-1")) == 5
+    store.leave("room-1", ["c0"])
+    store.join(connections[5], 0)
+
+
+def test_a_full_classroom_refuses_the_next_connection(redis_client):
+    store = ClassroomStore(redis_client, limits(max_connections_per_classroom=3))
+    for n in range(3):
+        store.join(member(n), 0)
+    with pytest.raises(JoinRefused) as refused:
+        store.join(member(3, role="teacher"), 0)
+    assert refused.value.reason == "classroom_full"
+    assert sync(store, "room-1", 0, "", 10, 10**9).last == 3  # no join was logged for it
+
+
+def test_after_end_students_are_refused_until_a_teacher_connects_again(store):
+    teacher, student, late = member(0, role="teacher"), member(1), member(2)
+    store.join(teacher, 0)
+    store.join(student, 0)
+    store.publish(teacher, "bye", "end", "null", True, closes_class=True)
+    with pytest.raises(JoinRefused) as refused:
+        store.join(late, 0)
+    assert refused.value.reason == "ended"
+    # A student whose connection was not closed yet cannot keep talking either.
+    assert store.publish(student, "m1", "chat", "1", True).status == "ended"
+    store.leave("room-1", [teacher.connection_id])
+    store.join(member(9, role="teacher"), 0)  # the class reopens
+    store.join(late, 0)
+    assert store.publish(late, "m2", "chat", "1", True).status == "ok"
+
+
+def test_every_action_is_rate_limited_and_a_flood_is_told_to_go(redis_client):
+    store = ClassroomStore(redis_client, Limits(read_rate_per_second=5, read_rate_burst=4))
+    alice = member(1)
+    store.join(alice, 0)
+    calls = [
+        lambda: store.sync(alice, 0, "", "", 10, 10**9),
+        lambda: store.roster(alice),
+        lambda: store.report(alice, 1, None),
+        lambda: store.admit(alice),
+    ]
+    for call in calls:
+        call()
+    for call in calls:
+        with pytest.raises(RateLimited) as limited:
+            call()
+        assert 0 < limited.value.retry_after_ms and not limited.value.flooding
+    outcomes = []
+    for _ in range(3):
+        try:
+            store.admit(alice)
+        except RateLimited as error:
+            outcomes.append(error.flooding)
+    assert outcomes[-1] is True  # it kept going past its limit: close it
+    # Another connection's bucket is its own.
+    bob = member(2)
+    store.join(bob, 0)
+    store.admit(bob)
+
+
+def test_the_roster_of_a_huge_classroom_does_not_hit_luas_unpack_limit(store, redis_client):
+    far_future = int(time.time() * 1000) + 3_600_000
+    pipe = redis_client.pipeline(transaction=False)
+    for n in range(9_000):
+        pipe.zadd("cw:{room-1}:members", {f"c{n}": far_future})
+        pipe.hset("cw:{room-1}:info", f"c{n}", json.dumps({"userId": f"u{n}", "role": "student", "name": ""}))
+    pipe.execute()
+    assert len(roster_of(store, "room-1")) == 9_000

@@ -57,6 +57,6 @@ def test_writes_lost_in_a_failover_are_announced_by_reset(group):
     assert replacement.seq == lost_frame["seq"] == 3
     assert json.loads(replacement.published.frames[-1])["eid"] != lost_frame["eid"]
     # A client that applied the lost event syncs from it and is told to rebuild.
-    page = store.sync("room-1", lost_frame["seq"], lost_frame["eid"], 100, 30_000)
+    page = store.sync(alice, lost_frame["seq"], lost_frame["eid"], "", 100, 30_000)
     assert page.reset
     assert [json.loads(f)["id"] for f in page.frames] == [None, "m1", "m3"]

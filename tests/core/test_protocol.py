@@ -63,14 +63,18 @@ def test_malformed_frames_get_precise_errors(frame, code, message):
     assert message in error.message
 
 
-def test_error_frame_carries_the_client_id():
+def test_error_frame_carries_the_client_id_and_the_action():
     error = refused({"action": "send", "id": "m9", "event": "chat"})
     assert json.loads(error.frame()) == {
         "type": "error",
         "code": "bad_request",
         "message": "missing field 'data' (any JSON value)",
         "id": "m9",
+        "action": "send",
     }
+    # A client retries a refused sync by its action.
+    assert json.loads(refused({"action": "sync", "since": -1}).frame())["action"] == "sync"
+    assert "action" not in json.loads(refused({"action": 7}).frame())
 
 
 def test_data_over_the_limit_is_too_large():

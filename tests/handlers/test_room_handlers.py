@@ -7,59 +7,14 @@ import json
 
 import pytest
 
-from classwire import runtime
-from classwire.handlers import connect, disconnect, message
+from classwire.handlers import disconnect
 from classwire.settings import CONNECTING_GRACE_SECONDS
-from tests.support.events import Caller, LambdaContext, connect_event, disconnect_event, message_event
-from tests.support.management_stub import TEST_REGION, ManagementStub
+from tests.support.events import Caller, LambdaContext, disconnect_event
+from tests.support.handler_calls import frames_to, join, send
 
-CREDENTIALS = ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 TEACHER = Caller("T1cOnn3ct10nId=", "tina", "teacher", "room-1", "Tina")
 STUDENT = Caller("S1cOnn3ct10nId=", "sam", "student", "room-1", "Sam")
 OUTSIDER = Caller("O1cOnn3ct10nId=", "olga", "student", "room-2", "Olga")
-
-
-@pytest.fixture
-def stub(redis_client, redis_server, monkeypatch):
-    with ManagementStub(verify=CREDENTIALS) as stub:
-        monkeypatch.setenv("CLASSWIRE_REDIS_URL", redis_server.url)
-        monkeypatch.setenv("CLASSWIRE_MANAGEMENT_ENDPOINT", stub.endpoint)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDENTIALS[0])
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS[1])
-        monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-        monkeypatch.setenv("AWS_REGION", TEST_REGION)
-        # Settings are validated as a whole; these handlers never read the secret.
-        monkeypatch.setenv(
-            "CLASSWIRE_JWT_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:jwt"
-        )
-        for cached in (
-            runtime.settings,
-            runtime.redis_client,
-            runtime.classroom_store,
-            runtime.management_api,
-        ):
-            cached.cache_clear()
-        yield stub
-        for cached in (
-            runtime.settings,
-            runtime.redis_client,
-            runtime.classroom_store,
-            runtime.management_api,
-        ):
-            cached.cache_clear()
-
-
-def frames_to(stub: ManagementStub, caller: Caller) -> list[dict]:
-    return [json.loads(body) for connection_id, body in stub.posts if connection_id == caller.connection_id]
-
-
-def join(*callers: Caller) -> None:
-    for caller in callers:
-        assert connect.handler(connect_event(caller), LambdaContext()) == {"statusCode": 200}
-
-
-def send(caller: Caller, frame: dict | str) -> dict:
-    return message.handler(message_event(caller, frame), LambdaContext())
 
 
 def test_connect_registers_the_member_and_announces_the_join_to_the_others(stub):
@@ -201,15 +156,18 @@ def test_a_telemetry_ping_is_recorded_answered_with_behind_and_published_as_emf(
     )  # no lag measured: none published
 
 
-def test_a_bare_ping_costs_no_redis_call(stub, redis_client):
+def test_a_bare_ping_costs_one_redis_call_its_rate_check_and_records_nothing(stub, redis_client):
     join(TEACHER)
-    send(TEACHER, {"action": "ping", "seq": 1})  # loads the script
+    send(TEACHER, {"action": "ping"})  # loads the scripts
+    send(TEACHER, {"action": "ping", "seq": 1})
+    redis_client.delete("cw:{room-1}:lag")
     before = redis_calls(redis_client)
     pong = json.loads(send(TEACHER, {"action": "ping"})["body"])
-    assert redis_calls(redis_client) == before
-    assert pong["type"] == "pong" and "behind" not in pong
-    send(TEACHER, {"action": "ping", "seq": 1, "lagMs": 5})
     assert redis_calls(redis_client) == before + 1
+    assert pong["type"] == "pong" and "behind" not in pong
+    assert not redis_client.exists("cw:{room-1}:lag")
+    send(TEACHER, {"action": "ping", "seq": 1, "lagMs": 5})
+    assert redis_calls(redis_client) == before + 2
 
 
 def test_who_shows_each_users_lag_and_never_a_connection_id(stub):

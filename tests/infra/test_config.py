@@ -36,6 +36,8 @@ def test_unknown_environment_is_refused():
         ({"redis_replicas": 1}, "prod keeps at least 2 replicas"),
         ({"redis_snapshot_retention_days": 0}, "prod keeps at least 7 days of snapshots"),
         ({"redis_iam_auth": False}, "only the local cloud may run Redis without authentication"),
+        # A full cache that refuses writes stops every classroom at once.
+        ({"redis_maxmemory_policy": "noeviction"}, "redis_maxmemory_policy must be one of"),
         ({"jwt": JwtSettings(algorithms=("HS256",), issuer="i", audience="a")}, "prod verifies tokens"),
         ({"jwt": JwtSettings(algorithms=("RS256",), issuer="i", audience="a")}, "need jwks_url"),
         ({"log_retention_days": 10}, "not a CloudWatch Logs retention period"),

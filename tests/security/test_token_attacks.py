@@ -14,11 +14,9 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
@@ -33,6 +31,7 @@ from classwire.handlers import authorizer
 from tests.security.conftest import lambda_logs
 from tests.support.signing_secret import store_signing_secret
 from tests.support.events import LambdaContext, authorizer_event
+from tests.support.jwks import JwksServer, public_jwk
 
 SECRET = "hs256-attack-suite-key-0123456789abcdef0123456789"
 ISSUER = "https://idp.test/"
@@ -43,40 +42,6 @@ ROOM = "room-1"
 # -- keys and the JWKS servers --------------------------------------------------------------------------
 
 
-class _JwksServer:
-    """A JWKS document over real HTTP; counts requests (the attacker's server must never be asked)."""
-
-    def __init__(self, document: dict):
-        body = json.dumps(document).encode()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                server.hits.append(self.path)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.hits: list[str] = []
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/.well-known/jwks.json"
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-
-def _jwk(private_key, kid: str, alg: str) -> dict:
-    algorithm = jwt.algorithms.RSAAlgorithm if alg.startswith("RS") else jwt.algorithms.ECAlgorithm
-    return {**json.loads(algorithm.to_jwk(private_key.public_key())), "kid": kid, "alg": alg, "use": "sig"}
-
-
 @dataclass
 class Keys:
     secret: str
@@ -84,8 +49,8 @@ class Keys:
     rsa_public_pem: bytes
     ec: ec.EllipticCurvePrivateKey
     attacker: rsa.RSAPrivateKey
-    idp: _JwksServer
-    evil: _JwksServer
+    idp: JwksServer
+    evil: JwksServer
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +58,10 @@ def keys():
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ec_key = ec.generate_private_key(ec.SECP256R1())
     attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    idp = _JwksServer({"keys": [_jwk(rsa_key, "rsa-1", "RS256"), _jwk(ec_key, "ec-1", "ES256")]})
-    evil = _JwksServer({"keys": [_jwk(attacker, "rsa-1", "RS256"), _jwk(attacker, "evil-1", "RS256")]})
+    idp = JwksServer({"keys": [public_jwk(rsa_key, "rsa-1", "RS256"), public_jwk(ec_key, "ec-1", "ES256")]})
+    evil = JwksServer(
+        {"keys": [public_jwk(attacker, "rsa-1", "RS256"), public_jwk(attacker, "evil-1", "RS256")]}
+    )
     pem = rsa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -207,7 +174,7 @@ class Attack:
 
 
 def _attacker_jwk(k: Keys) -> dict:
-    return _jwk(k.attacker, "evil-1", "RS256")
+    return public_jwk(k.attacker, "evil-1", "RS256")
 
 
 ATTACKS: tuple[Attack, ...] = (

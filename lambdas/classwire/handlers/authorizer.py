@@ -19,7 +19,9 @@ logger, metrics = runtime.logger, runtime.metrics
 def verifier() -> TokenVerifier:
     jwt_settings = runtime.settings().jwt
     if jwt_settings.jwks_url:
-        return TokenVerifier(jwt_settings, JwksKeys(jwt_settings.jwks_url))
+        return TokenVerifier(
+            jwt_settings, JwksKeys(jwt_settings.jwks_url, jwt_settings.jwks_lifespan_seconds)
+        )
     return TokenVerifier(jwt_settings, CachedSecret(functools.partial(_read_secret, jwt_settings.secret_arn)))
 
 

@@ -14,7 +14,12 @@ def handler(event: dict, context) -> dict:
     logger.append_keys(**log_keys(member))
     metrics.add_metadata(key="classroomId", value=member.classroom_id)  # a property, not a dimension
     connected_at = connected_at_of(event)
-    runtime.classroom_service(*endpoint_parts(event)).connect(member, connected_at)
+    refused = runtime.classroom_service(*endpoint_parts(event)).connect(member, connected_at)
+    if refused is not None:
+        # A non-2xx answer from the $connect integration rejects the upgrade with that status.
+        status, reason = refused
+        logger.info("connection refused", extra={"status": status, "reason": reason})
+        return {"statusCode": status, "body": reason}
     metrics.add_metric(name="Connects", unit="Count", value=1)
     logger.info("connected")
     return {"statusCode": 200}

@@ -1,0 +1,172 @@
+"""A TCP proxy between the Lambda code and Redis that breaks the hop: the faults of a network between
+a Lambda in a VPC and ElastiCache (`LocalSystem(redis_faults=...)`, and the handler tests).
+
+The faults, each on one request:
+- drop the reply: the request reaches Redis and runs; its reply is thrown away and the connection reset,
+  as when a failover or a network blip takes the reply with it;
+- reset mid-request: half of the request reaches Redis, then the connection is reset (Redis never ran it);
+- delay the reply by some seconds (past the client's socket timeout, the client retries).
+
+A fault is either armed for the next request whose bytes contain `match` (a client id), or drawn at random
+for every request with the probabilities of a `LinkChaos`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+from dataclasses import dataclass
+
+from localcloud.cache import free_port
+
+
+@dataclass
+class _Fault:
+    kind: str
+    match: bytes
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class LinkChaos:
+    """Per-request probabilities of each fault, from a seeded generator (a run is repeatable)."""
+
+    drop_reply: float = 0.0
+    reset_mid_request: float = 0.0
+    delay_reply: float = 0.0
+    delay_seconds: float = 2.5
+    seed: int = 0
+
+
+class RedisFaultProxy:
+    def __init__(self, target_port: int, chaos: LinkChaos | None = None, port: int | None = None):
+        self.port = port or free_port()
+        self._target = target_port
+        self._faults: list[_Fault] = []
+        self._chaos = chaos
+        self._random = random.Random(chaos.seed if chaos else 0)
+        self.fired: list[str] = []
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="redis-faults", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def drop_reply(self, match: bytes) -> None:
+        self._arm(_Fault("drop_reply", match))
+
+    def reset_mid_request(self, match: bytes) -> None:
+        self._arm(_Fault("reset_mid_request", match))
+
+    def delay_reply(self, match: bytes, seconds: float) -> None:
+        self._arm(_Fault("delay_reply", match, seconds))
+
+    def _arm(self, fault: _Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def _take(self, chunk: bytes) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.match in chunk:
+                    self._faults.remove(fault)
+                    self.fired.append(fault.kind)
+                    return fault
+            chaos = self._chaos
+            if chaos is None:
+                return None
+            draw = self._random.random()
+            for kind in ("drop_reply", "reset_mid_request", "delay_reply"):
+                draw -= getattr(chaos, kind)
+                if draw < 0:
+                    self.fired.append(kind)
+                    return _Fault(kind, b"", chaos.delay_seconds)
+        return None
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def __enter__(self) -> RedisFaultProxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            current = asyncio.current_task()
+            pending = [task for task in asyncio.all_tasks() if task is not current]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    # -- one client connection -------------------------------------------------------------------------
+    async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        try:
+            server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self._target)
+        except OSError:
+            client_writer.transport.abort()
+            return
+        link = _Link(client_writer, server_writer)
+        await asyncio.gather(
+            self._requests(client_reader, link), self._replies(server_reader, link), return_exceptions=True
+        )
+
+    async def _requests(self, reader: asyncio.StreamReader, link: _Link) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                fault = self._take(chunk)
+                if fault is not None and fault.kind == "reset_mid_request":
+                    link.server.write(chunk[: len(chunk) // 2])
+                    await link.server.drain()
+                    link.abort()
+                    return
+                if fault is not None and fault.kind == "drop_reply":
+                    link.swallow = True
+                if fault is not None and fault.kind == "delay_reply":
+                    link.delay = fault.seconds
+                link.server.write(chunk)
+                await link.server.drain()
+                if link.swallow:
+                    await asyncio.sleep(0.2)  # Redis runs it; the reply is never forwarded
+                    link.abort()
+                    return
+        finally:
+            link.abort()
+
+    async def _replies(self, reader: asyncio.StreamReader, link: _Link) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                if link.swallow:
+                    continue
+                if link.delay:
+                    delay, link.delay = link.delay, 0.0
+                    await asyncio.sleep(delay)
+                link.client.write(chunk)
+                await link.client.drain()
+        finally:
+            link.abort()
+
+
+@dataclass
+class _Link:
+    client: asyncio.StreamWriter
+    server: asyncio.StreamWriter
+    swallow: bool = False
+    delay: float = 0.0
+
+    def abort(self) -> None:
+        for writer in (self.client, self.server):
+            with contextlib.suppress(Exception):
+                writer.transport.abort()

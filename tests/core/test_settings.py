@@ -1,0 +1,36 @@
+"""Runtime settings: every field of the typed config reaches the Lambdas, and every bound is checked."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from classwire.settings import _VARIABLES, JwtSettings, Limits, RedisSettings, Settings, SettingsError
+
+
+def test_every_setting_travels_in_the_lambda_environment():
+    carried = set(_VARIABLES.values())
+    for section, cls in (("limits", Limits), ("jwt", JwtSettings), ("redis", RedisSettings)):
+        for field in dataclasses.fields(cls):
+            assert f"{section}.{field.name}" in carried, f"{section}.{field.name} has no variable"
+    changed = Settings(
+        limits=Limits(log_max_bytes=1 << 20, max_connections_per_user=2, read_rate_burst=9),
+        jwt=JwtSettings(secret_arn="arn:x", jwks_lifespan_seconds=60),
+    )
+    assert Settings.from_env(changed.to_env()) == changed
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        Limits(log_max_bytes=1000),
+        Limits(max_connections_per_user=0),
+        Limits(max_connections_per_classroom=0),
+        Limits(read_rate_per_second=0),
+        Limits(read_rate_burst=0),
+    ],
+)
+def test_limits_out_of_range_are_refused(limits):
+    with pytest.raises(SettingsError):
+        limits.validate()
