@@ -2,11 +2,16 @@
 // and Node 20. Dependency-free ES module.
 //
 // It hands persistent events to the application strictly in `seq` order, exactly once: out-of-order
-// frames wait in a buffer, a gap that persists is filled with `sync`, duplicates are dropped by `seq`,
-// and a chain that does not link (`prev` != the previous `eid`, or one seq with two eids) means the
-// server's log diverged, so it resyncs naming the eid it holds and honours `reset`. Its own persistent
-// events go out one at a time, each after the previous one's acknowledgement; unacknowledged ones stay
-// in an outbox and are resent with the same `id` after a reconnect.
+// frames wait in a bounded buffer, a gap that persists is filled with `sync`, duplicates are dropped by
+// `seq`, and a chain that does not link (`prev` != the previous `eid`, one seq with two eids, or another
+// `epoch`, i.e. a restarted log) means the server's log diverged, so it resyncs naming the eid and epoch it
+// holds and honours `reset`; resyncs that keep diverging back off exponentially. A telemetry pong that
+// says the client is behind is followed by a sync if the events do not come. Its own persistent events go
+// out one at a time, each after the previous one's acknowledgement (its own copy, or an `ack` frame when
+// that copy has left the log); unacknowledged ones stay in an outbox and are resent with the same `id`
+// after a reconnect, but never past `resendWindowMs` after their first attempt (they fail `expired`). Sync
+// and `who` requests are asked again when their reply is lost or refused, so nothing stalls. The class is
+// ended when the applied log holds an `end` with no teacher's `join` after it.
 //
 //   const client = new ClasswireClient({ url: "wss://<api>/<stage>", token, classroom: "c1",
 //     onEvent: (event, { replay }) => ..., onReset: () => ..., onStatus: (status) => ... });
@@ -18,21 +23,26 @@
 const OPEN = 1;
 const DEFAULTS = {
   gapMs: 300, // how long an out-of-order frame waits for the missing ones before a sync
-  maxBuffered: 1000, // a buffer this full syncs at once
+  maxBuffered: 1000, // out-of-order events held at most; beyond, the highest seqs are dropped and synced
   syncLimit: 200,
   syncTimeoutMs: 10_000, // no sync reply by then: ask again
+  whoTimeoutMs: 10_000, // no roster page by then: ask again (WHO_RETRIES times, then reject)
   ackTimeoutMs: 10_000, // no acknowledgement and no error by then: resend (same id)
+  // The server remembers a send's id for 15 minutes; a resend later than this could append it twice.
+  resendWindowMs: 600_000,
   pingIntervalMs: 5 * 60_000, // API Gateway closes a connection idle for 10 minutes
   // Pings carry delivery telemetry (last applied seq, smoothed lag) this often, which also keeps the
   // connection alive; each costs a message, an invocation and a Redis round trip. 0: bare keep-alives.
   telemetryIntervalMs: 30_000,
-  backoffBaseMs: 250,
+  backoffBaseMs: 250, // reconnects, and resyncs that keep diverging, wait min(cap, base * 2^(n-1))
   backoffCapMs: 10_000,
   maxConnectAttempts: 6, // a client that never got in gives up (a refused token retries otherwise forever)
   endGraceMs: 3_000, // after `end`, the server closes the socket; close it ourselves if it does not
   volatileEvents: ["cursor"],
 };
 const RECENT_EIDS = 4096; // eids kept per seq to spot a same-seq, different-event divergence
+const WHO_RETRIES = 3; // a roster page lost or failed this many more times rejects who()
+const RETRYABLE = new Set(["rate_limited", "internal"]); // error codes that mean "ask again later"
 const MAX_LAG_MS = 24 * 3600 * 1000; // the server refuses a larger lagMs (a broken clock, not a lag)
 
 /** A send refused by the server (its error frame), or one that can no longer be delivered. */
@@ -43,6 +53,10 @@ export class ClasswireError extends Error {
     this.code = code;
     this.frame = frame;
   }
+}
+
+function refusal(frame) {
+  return new ClasswireError(frame.code ?? "error", frame.message ?? "", frame);
 }
 
 /** Reads the `sub` claim of a JWT without verifying it (to recognise this user's acknowledgements). */
@@ -59,6 +73,11 @@ export function tokenSubject(token) {
   } catch {
     return "";
   }
+}
+
+/** Per-socket sync state: `notBefore` holds back the next sync (divergence back-off, retryAfterMs). */
+function freshSync() {
+  return { inFlight: false, again: false, notBefore: 0, diverged: false, failures: 0 };
 }
 
 function randomPrefix(random) {
@@ -82,6 +101,13 @@ export class ClasswireClient {
    *        connecting | syncing | live | reconnecting | ended | closed | failed
    * @param {(members: object[]) => void} [options.onRoster]
    * @param {(error: object) => void} [options.onError]  error frames and connection failures
+   * @param {number} [options.maxBuffered]     out-of-order events held at most (1000)
+   * @param {number} [options.syncTimeoutMs]   a sync with no reply by then is asked again (10 s)
+   * @param {number} [options.whoTimeoutMs]    a roster page with no reply by then is asked again, 3 times, then who() rejects (10 s)
+   * @param {number} [options.resendWindowMs]  a send is never resent later than this after its first attempt:
+   *        it rejects with code `expired` (it may or may not have been appended) (600 s)
+   * @param {number} [options.backoffBaseMs]   reconnects and diverging resyncs wait min(cap, base * 2^(n-1)) (250 ms)
+   * @param {number} [options.backoffCapMs]    (10 s)
    * Tests may pass WebSocket, setTimeout, clearTimeout, now and random, and override any of DEFAULTS.
    */
   constructor(options) {
@@ -101,6 +127,7 @@ export class ClasswireClient {
 
     this.lastSeq = 0;
     this.lastEid = "";
+    this.epoch = ""; // the incarnation of the log that was applied, "" until known
     this.lagMs = null;
     this.behind = null; // events the server had that this client had not applied, at the last telemetry ping
     this.status = "idle";
@@ -113,15 +140,17 @@ export class ClasswireClient {
     this._everCaughtUp = false;
     this._attempt = 0; // consecutive connection attempts that did not reach `live`
     this._holdUntil = 0;
-    this._timers = { reconnect: null, gap: null, sync: null, ping: null, outbox: null, end: null };
+    this._timers = {
+      reconnect: null, gap: null, sync: null, resync: null, behind: null, ping: null, outbox: null, who: null, end: null,
+    };
     this._buffer = new Map(); // seq -> event, waiting for the ones before it
     this._recent = new Map(); // seq -> eid of applied events
-    this._lastEvent = null; // name of the last applied event
-    this._historyDone = false; // false while replaying history (an old `end` there is not this session's)
+    this._endInLog = false; // the applied log holds an `end` with no teacher's `join` after it
     this._catchingUp = false; // this socket has not finished its first sync
-    this._sync = { inFlight: false, again: false };
-    this._outbox = []; // [{id, event, data, resolve, reject, sent}]
-    this._whoQueue = []; // [{resolve, reject, members, after, sent}]
+    this._divergences = 0; // consecutive divergences, since the last page that linked
+    this._sync = freshSync();
+    this._outbox = []; // [{id, event, data, resolve, reject, sent, attempts, firstAt}]
+    this._whoQueue = []; // [{resolve, reject, members, after, sent, retries}]
     this._connectWaiters = [];
     this._opening = false;
   }
@@ -143,8 +172,10 @@ export class ClasswireClient {
   }
 
   /**
-   * Publishes an event. Persistent events resolve with their acknowledged copy (which carries `seq`);
-   * volatile ones resolve with null at once (best effort, dropped while disconnected).
+   * Publishes an event. Persistent events resolve with their acknowledged copy (which carries `seq`), or
+   * with `{type: "ack", id, seq, epoch}` when a resend finds that copy already gone from the log; they
+   * reject with code `expired` rather than be resent past `resendWindowMs`. Volatile ones resolve with
+   * null at once (best effort, dropped while disconnected).
    */
   send(event, data, { id } = {}) {
     if (typeof event !== "string" || !event) return Promise.reject(new TypeError("event must be a non-empty string"));
@@ -156,7 +187,7 @@ export class ClasswireClient {
       return Promise.resolve(null);
     }
     return new Promise((resolve, reject) => {
-      this._outbox.push({ id: clientId, event, data, resolve, reject, sent: false, attempts: 0 });
+      this._outbox.push({ id: clientId, event, data, resolve, reject, sent: false, attempts: 0, firstAt: 0 });
       this._pumpOutbox();
     });
   }
@@ -166,7 +197,7 @@ export class ClasswireClient {
     if (this.ended) return Promise.reject(new ClasswireError("ended", "the class has ended"));
     if (this._closing) return Promise.reject(new ClasswireError("closed", "the client is closed"));
     return new Promise((resolve, reject) => {
-      this._whoQueue.push({ resolve, reject, members: [], after: "", sent: false });
+      this._whoQueue.push({ resolve, reject, members: [], after: "", sent: false, retries: 0 });
       this._pumpWho();
     });
   }
@@ -252,7 +283,7 @@ export class ClasswireClient {
   _onOpen() {
     this._open = true;
     this._catchingUp = true;
-    this._sync = { inFlight: false, again: false };
+    this._sync = freshSync();
     this._setStatus("syncing");
     this._armPing();
     this._requestSync();
@@ -278,13 +309,14 @@ export class ClasswireClient {
     this._ws = null;
     this._open = false;
     this._catchingUp = false;
-    this._sync = { inFlight: false, again: false };
-    for (const name of ["sync", "ping", "outbox", "gap"]) this._clear(name);
+    this._sync = freshSync();
+    for (const name of ["sync", "resync", "behind", "ping", "outbox", "who", "gap"]) this._clear(name);
     for (const item of this._outbox) item.sent = false;
     for (const request of this._whoQueue) {
       request.sent = false;
       request.members = [];
       request.after = "";
+      request.retries = 0;
     }
   }
 
@@ -298,7 +330,7 @@ export class ClasswireClient {
       return;
     }
     // Full jitter: a classroom cut off together does not come back together.
-    const ceiling = Math.min(this.options.backoffCapMs, this.options.backoffBaseMs * 2 ** this._attempt);
+    const ceiling = this._backoff(this._attempt + 1);
     const delay = Math.max(this._random() * ceiling, this._holdUntil - this._now());
     this._attempt += 1;
     this.stats.reconnects += 1;
@@ -361,15 +393,33 @@ export class ClasswireClient {
       case "roster":
         this._onRoster(frame);
         return;
+      case "ack":
+        this._onAck(frame);
+        return;
       case "error":
         this._onErrorFrame(frame);
         return;
       case "pong":
-        if (Number.isInteger(frame.behind)) this.behind = frame.behind;
+        this._onPong(frame);
         return;
       default:
         return; // anything newer
     }
+  }
+
+  _onPong(pong) {
+    if (Number.isInteger(pong.behind)) this.behind = pong.behind;
+    if (!this._sameEpoch(pong)) {
+      this._diverged(); // the log restarted: the resync names our epoch and gets `reset`
+      return;
+    }
+    if (!Number.isInteger(pong.behind) || pong.behind <= 0 || !Number.isInteger(pong.last)) return;
+    // `behind` counts events still in flight to us: give them the gap time before asking for them.
+    this._clear("behind");
+    this._timers.behind = this._setTimeout(() => {
+      this._timers.behind = null;
+      if (this.lastSeq < pong.last) this._requestSync();
+    }, this.options.gapMs);
   }
 
   _measureLag(event) {
@@ -382,6 +432,8 @@ export class ClasswireClient {
   _accept(event, replay) {
     const seq = event.seq;
     if (!Number.isInteger(seq) || seq < 1) return true;
+    // Before the duplicate check: a restarted log's seq 1 is not our seq 1.
+    if (!this._sameEpoch(event)) return this._diverged();
     if (seq <= this.lastSeq) {
       const known = this._recent.get(seq);
       if (known !== undefined && event.eid !== known) return this._diverged();
@@ -392,8 +444,12 @@ export class ClasswireClient {
       const held = this._buffer.get(seq);
       if (held && held.eid !== event.eid) return this._diverged();
       this._buffer.set(seq, event);
-      if (this._buffer.size >= this.options.maxBuffered) this._requestSync();
-      else this._armGap();
+      if (this._buffer.size > this.options.maxBuffered) {
+        // Keep the lowest seqs, the next to apply; the dropped ones come back by sync.
+        this._buffer.delete(Math.max(...this._buffer.keys()));
+        this._requestSync();
+      }
+      this._armGap();
       return true;
     }
     if (this.lastEid && event.prev !== this.lastEid) return this._diverged();
@@ -411,7 +467,8 @@ export class ClasswireClient {
     while (this._buffer.has(this.lastSeq + 1)) {
       const next = this._buffer.get(this.lastSeq + 1);
       this._buffer.delete(this.lastSeq + 1);
-      if (this.lastEid && next.prev !== this.lastEid) return this._diverged();
+      // Buffered before the epoch was known, it may belong to another one.
+      if (!this._sameEpoch(next) || (this.lastEid && next.prev !== this.lastEid)) return this._diverged();
       this._apply(next, replay);
     }
     if (this._buffer.size) this._armGap();
@@ -419,24 +476,40 @@ export class ClasswireClient {
     return true;
   }
 
+  /** An event, page or pong of the log this client applied (either side's epoch may still be unknown). */
+  _sameEpoch(frame) {
+    return !frame.epoch || !this.epoch || frame.epoch === this.epoch;
+  }
+
   _apply(event, replay) {
     this.lastSeq = event.seq;
     this.lastEid = typeof event.eid === "string" ? event.eid : "";
+    if (event.epoch) this.epoch = event.epoch;
     this._recent.set(event.seq, this.lastEid);
     this._recent.delete(event.seq - RECENT_EIDS);
-    this._lastEvent = event.event;
+    // A teacher's `join` reopens an ended class (a classroom id may be reused).
+    if (event.event === "end") this._endInLog = true;
+    else if (event.event === "join" && event.role === "teacher") this._endInLog = false;
     this.stats.applied += 1;
     if (replay) this.stats.replayed += 1;
     this._call("onEvent", event, { replay });
-    if (event.event === "end" && this._historyDone) this._end();
+    // A live `end` ends at once; one from a sync is judged when it is done (a teacher's `join` may follow).
+    if (event.event === "end" && !replay && !this._catchingUp) this._end();
   }
 
   _diverged() {
-    // The server's log is not the one this client applied (e.g. a failover lost events): ask from the
-    // eid held; the server answers `reset` if it does not have it.
+    // The server's log is not the one this client applied (e.g. a failover lost events, or the log
+    // restarted): ask from the eid and epoch held; the server answers `reset` if it does not have them.
     this.stats.divergences += 1;
     this._buffer.clear();
     this._clear("gap");
+    if (!this._sync.diverged) {
+      // Counted once per sync reply (the frames after the first are the same divergence), and backed
+      // off, so a server that keeps answering pages that do not link does not get a sync per round trip.
+      this._sync.diverged = true;
+      this._divergences += 1;
+      this._sync.notBefore = Math.max(this._sync.notBefore, this._now() + this._backoff(this._divergences));
+    }
     this._requestSync();
     return false;
   }
@@ -445,7 +518,7 @@ export class ClasswireClient {
     if (this._timers.gap) return;
     this._timers.gap = this._setTimeout(() => {
       this._timers.gap = null;
-      if (this._sync.inFlight) return; // its reply fills the gap or re-arms this timer
+      if (this._sync.inFlight || this._timers.resync) return; // its reply fills the gap or re-arms this timer
       const first = Math.min(...this._buffer.keys());
       if (this._buffer.size && first > this.lastSeq + 1) {
         this.stats.gapSyncs += 1;
@@ -460,14 +533,27 @@ export class ClasswireClient {
       this._sync.again = true;
       return;
     }
+    const wait = this._sync.notBefore - this._now();
+    if (wait > 0) {
+      if (!this._timers.resync) {
+        this._timers.resync = this._setTimeout(() => {
+          this._timers.resync = null;
+          this._requestSync();
+        }, wait);
+      }
+      return;
+    }
     this._sendSync();
   }
 
   _sendSync() {
     this._sync.inFlight = true;
     this._sync.again = false;
+    this._clear("resync"); // this one serves it
     this.stats.syncs += 1;
-    this._sendFrame({ action: "sync", since: this.lastSeq, sinceEid: this.lastEid, limit: this.options.syncLimit });
+    const frame = { action: "sync", since: this.lastSeq, sinceEid: this.lastEid, limit: this.options.syncLimit };
+    if (this.epoch) frame.epoch = this.epoch; // a log restarted since answers `reset`
+    this._sendFrame(frame);
     this._clear("sync");
     this._timers.sync = this._setTimeout(() => {
       this._timers.sync = null; // the reply was lost: ask again
@@ -475,34 +561,56 @@ export class ClasswireClient {
     }, this.options.syncTimeoutMs);
   }
 
+  _onSyncError(frame) {
+    // The server answered, though not with a page: ask again later (never at once), or the catch-up stalls.
+    this._sync.inFlight = false;
+    this._clear("sync");
+    this._sync.failures += 1;
+    this._sync.notBefore = Math.max(this._sync.notBefore, this._now() + this._retryDelay(frame, this._sync.failures));
+    if (!RETRYABLE.has(frame.code)) this._report(frame);
+    this._requestSync();
+  }
+
   _onSyncPage(page) {
+    this._sync.diverged = false;
+    this._sync.failures = 0;
     const events = Array.isArray(page.events) ? page.events : [];
+    const epoch = typeof page.epoch === "string" ? page.epoch : "";
+    let linked = true;
     if (page.reset) {
       this.stats.resets += 1;
       this._buffer.clear();
       this._recent.clear();
       this._clear("gap");
-      this._historyDone = false;
-      this._lastEvent = null;
+      this._endInLog = false;
+      this.epoch = epoch;
       const first = Number.isInteger(events[0]?.seq) ? events[0] : null;
       this.lastSeq = first ? first.seq - 1 : Number(page.last) || 0;
       this.lastEid = first ? first.prev || "" : "";
       this._call("onReset");
+    } else if (!this._sameEpoch(page)) {
+      linked = this._diverged(); // another log answered without `reset`
     }
     for (const event of events) {
+      if (!linked) break;
       this._acknowledge(event);
-      if (!this._accept(event, true)) break;
+      linked = this._accept(event, true);
     }
-    if (page.more || this._sync.again) {
-      this._sendSync();
-      return;
+    if (linked) {
+      if (!page.reset) this._divergences = 0; // it continued the chain this client held
+      if (!this.epoch) this.epoch = epoch;
+      if (page.more) {
+        this._sendSync();
+        return;
+      }
     }
     this._sync.inFlight = false;
     this._clear("sync");
-    if (!this._historyDone) {
-      this._historyDone = true;
-      if (this._lastEvent === "end") this._end();
+    if (!linked || this._sync.again) {
+      this._requestSync(); // diverged, or asked for meanwhile: that sync's reply finishes the catch-up
+      return;
     }
+    if (this._endInLog) this._end(); // caught up on a log whose last `end` no teacher's `join` follows
     if (this.ended) return;
     if (this._catchingUp) {
       this._catchingUp = false;
@@ -544,9 +652,16 @@ export class ClasswireClient {
   _pumpOutbox() {
     const head = this._outbox[0];
     if (!head || head.sent || !this._open || this._catchingUp || this.ended || this._timers.outbox) return;
+    if (head.attempts && this._now() - head.firstAt > this.options.resendWindowMs) {
+      // The server may have forgotten its id: a resend could append it twice, so the application decides.
+      this._takeSend(0).reject(new ClasswireError("expired", "may or may not have been appended; look for its id in the log"));
+      this._pumpOutbox();
+      return;
+    }
     head.sent = true;
     head.attempts += 1;
-    if (head.attempts > 1) this.stats.resends += 1;
+    if (head.attempts === 1) head.firstAt = this._now();
+    else this.stats.resends += 1;
     this._sendFrame({ action: "send", id: head.id, event: head.event, data: head.data });
     this._timers.outbox = this._setTimeout(() => {
       this._timers.outbox = null; // neither acknowledgement nor error: resend, same id
@@ -557,25 +672,47 @@ export class ClasswireClient {
     }, this.options.ackTimeoutMs);
   }
 
+  /** Removes a pending send from the outbox (and its resend timer if it is the head) and returns it. */
+  _takeSend(index) {
+    const [item] = this._outbox.splice(index, 1);
+    if (index === 0) this._clear("outbox");
+    return item;
+  }
+
   _acknowledge(event) {
     if (event.id === null || event.id === undefined || !this._outbox.length) return;
     if (this.user && event.from !== this.user) return;
     const index = this._outbox.findIndex((item) => item.id === event.id && item.event === event.event);
     if (index < 0) return;
-    const [item] = this._outbox.splice(index, 1);
-    if (index === 0) this._clear("outbox");
-    item.resolve(event);
+    this._takeSend(index).resolve(event);
+    this._pumpOutbox();
+  }
+
+  _onAck(frame) {
+    // A resend whose event was appended but has left the log since: no copy will come, this frame is
+    // the acknowledgement (and the send must not go out again).
+    const index = this._outbox.findIndex((item) => item.id === frame.id);
+    if (index < 0) return;
+    this._takeSend(index).resolve({ type: "ack", id: frame.id, seq: frame.seq, epoch: frame.epoch });
     this._pumpOutbox();
   }
 
   _onErrorFrame(frame) {
+    if (frame.action === "sync") {
+      this._onSyncError(frame);
+      return;
+    }
+    if (frame.action === "who") {
+      this._onWhoError(frame);
+      return;
+    }
     const index = frame.id == null ? -1 : this._outbox.findIndex((item) => item.id === frame.id);
     if (index < 0) {
       this._report(frame);
       return;
     }
     const item = this._outbox[index];
-    if (frame.code === "rate_limited" || frame.code === "internal") {
+    if (RETRYABLE.has(frame.code)) {
       // Same id again later: the server dedupes, so a retry never doubles an event.
       const wait = frame.code === "rate_limited"
         ? Math.max(0, Number(frame.retryAfterMs) || 1000)
@@ -591,9 +728,7 @@ export class ClasswireClient {
       }, wait);
       return;
     }
-    this._outbox.splice(index, 1);
-    if (index === 0) this._clear("outbox");
-    item.reject(new ClasswireError(frame.code ?? "error", frame.message ?? "", frame));
+    this._takeSend(index).reject(refusal(frame));
     this._report(frame);
     this._pumpOutbox();
   }
@@ -602,9 +737,50 @@ export class ClasswireClient {
 
   _pumpWho() {
     const request = this._whoQueue[0];
-    if (!request || request.sent || !this._open) return;
+    if (!request || request.sent || !this._open || this._timers.who) return;
     request.sent = true;
     this._sendFrame({ action: "who", after: request.after });
+    this._timers.who = this._setTimeout(() => {
+      this._timers.who = null; // the page was lost
+      this._retryWho(request, new ClasswireError("timeout", `no roster page in ${this.options.whoTimeoutMs} ms`), 0);
+    }, this.options.whoTimeoutMs);
+  }
+
+  /** Asks for the head request's page again after `wait`; a `failure` counts, past WHO_RETRIES it rejects. */
+  _retryWho(request, failure, wait) {
+    if (failure) {
+      if (request.retries >= WHO_RETRIES) {
+        this._rejectWho(failure);
+        return;
+      }
+      request.retries += 1;
+    }
+    this._timers.who = this._setTimeout(() => {
+      this._timers.who = null;
+      request.sent = false;
+      this._pumpWho();
+    }, wait);
+  }
+
+  _rejectWho(error) {
+    this._whoQueue.shift().reject(error);
+    this._pumpWho();
+  }
+
+  _onWhoError(frame) {
+    const request = this._whoQueue[0];
+    if (!request) {
+      this._report(frame);
+      return;
+    }
+    this._clear("who");
+    // A refusal for the rate is no failure of the page: it does not use up a retry.
+    if (frame.code === "rate_limited") this._retryWho(request, null, this._retryDelay(frame, 1));
+    else if (frame.code === "internal") this._retryWho(request, refusal(frame), this._retryDelay(frame, request.retries + 1));
+    else {
+      this._rejectWho(refusal(frame));
+      this._report(frame);
+    }
   }
 
   _onRoster(frame) {
@@ -614,6 +790,8 @@ export class ClasswireClient {
       this._call("onRoster", members);
       return;
     }
+    this._clear("who");
+    request.retries = 0; // the retries are per page
     request.members.push(...members);
     if (frame.more && typeof frame.next === "string") {
       request.after = frame.next;
@@ -639,6 +817,7 @@ export class ClasswireClient {
     for (const item of this._outbox.splice(0)) item.reject(error);
     for (const request of this._whoQueue.splice(0)) request.reject(error);
     this._clear("outbox");
+    this._clear("who");
   }
 
   _setStatus(status, detail = {}) {
@@ -660,6 +839,17 @@ export class ClasswireClient {
       // An application bug must not break delivery order for the events after it.
       if (globalThis.console) console.error(`classwire ${name} callback failed`, error);
     }
+  }
+
+  /** min(cap, base * 2^(n-1)): the wait after n consecutive failures. */
+  _backoff(n) {
+    return Math.min(this.options.backoffCapMs, this.options.backoffBaseMs * 2 ** (n - 1));
+  }
+
+  /** The wait before asking again after an error frame: its retryAfterMs, else the back-off. */
+  _retryDelay(frame, n) {
+    const after = frame.retryAfterMs;
+    return frame.code === "rate_limited" && Number.isFinite(after) && after >= 0 ? after : this._backoff(n);
   }
 
   _clear(name) {

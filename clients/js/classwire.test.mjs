@@ -87,8 +87,9 @@ function event(seq, fields = {}) {
   };
 }
 
-function page(events, { last, more = false, reset = false } = {}) {
-  return { type: "sync", events, last: last ?? (events.length ? events.at(-1).seq : 0), more, reset };
+function page(events, { last, more = false, reset = false, epoch } = {}) {
+  const frame = { type: "sync", events, last: last ?? (events.length ? events.at(-1).seq : 0), more, reset };
+  return epoch === undefined ? frame : { ...frame, epoch };
 }
 
 /** A client with a fake clock and socket; `connected` gets it to `live` with the given history. */
@@ -117,13 +118,13 @@ function harness(options = {}) {
     ...options,
   });
   const socket = () => FakeSocket.instances.at(-1);
-  async function connected(history = []) {
+  async function connected(history = [], pageOptions = {}) {
     const done = client.connect();
     await tick();
     socket().accept();
     const sync = socket().frames("sync").at(-1);
     assert.equal(sync.since, client.lastSeq);
-    socket().deliver(page(history));
+    socket().deliver(page(history, pageOptions));
     await done;
     return socket();
   }
@@ -198,6 +199,35 @@ describe("ordering", () => {
     assert.deepEqual(h.seqs(), [1, 2, 3]);
   });
 
+  it("the reorder buffer holds at most maxBuffered events, the lowest seqs, and syncs for the rest", async () => {
+    const h = harness({ maxBuffered: 3 });
+    const ws = await h.connected();
+    for (const seq of [6, 2, 5, 3, 4]) ws.deliver(event(seq)); // 3 overflows (6 goes), 4 too (5 goes)
+    assert.equal(ws.frames("sync").length, 2, "an overflow syncs at once");
+    assert.equal(ws.frames("sync").at(-1).since, 0);
+    ws.deliver(event(1));
+    assert.deepEqual(h.seqs(), [1, 2, 3, 4], "5 and 6 were dropped, they come by sync");
+    ws.deliver(page([1, 2, 3, 4, 5, 6].map((seq) => event(seq))));
+    assert.deepEqual(h.seqs(), [1, 2, 3, 4, 5, 6]);
+  });
+
+  it("a telemetry pong that says the client is behind syncs after gapMs if the events have not come", async () => {
+    const h = harness();
+    const ws = await h.connected([event(1), event(2)]);
+    ws.deliver({ type: "pong", ts: 5, behind: 2, last: 4 });
+    await h.clock.advance(299);
+    assert.equal(ws.frames("sync").length, 1);
+    await h.clock.advance(1);
+    assert.equal(ws.frames("sync").length, 2);
+    assert.deepEqual([ws.frames("sync").at(-1).since, ws.frames("sync").at(-1).sinceEid], [2, "e2"]);
+    ws.deliver(page([event(3), event(4)]));
+    assert.deepEqual(h.seqs(), [1, 2, 3, 4]);
+    ws.deliver({ type: "pong", ts: 6, behind: 1, last: 5 });
+    ws.deliver(event(5)); // in flight when the pong was answered: no sync
+    await h.clock.advance(1000);
+    assert.equal(ws.frames("sync").length, 2);
+  });
+
   it("asks again when a sync reply is lost", async () => {
     const h = harness();
     const done = h.client.connect();
@@ -208,6 +238,28 @@ describe("ordering", () => {
     h.socket().deliver(page([]));
     await done;
   });
+
+  it("a sync refused with rate_limited is asked again after retryAfterMs, after internal the back-off", async () => {
+    const h = harness();
+    const done = h.client.connect();
+    await tick();
+    const ws = h.socket();
+    ws.accept();
+    ws.deliver({ type: "error", code: "rate_limited", message: "slow down", id: null, retryAfterMs: 700, action: "sync" });
+    await h.clock.advance(699);
+    assert.equal(ws.frames("sync").length, 1, "not at once");
+    await h.clock.advance(1);
+    assert.equal(ws.frames("sync").length, 2);
+    ws.deliver({ type: "error", code: "internal", message: "the server failed", id: null, action: "sync" });
+    await h.clock.advance(499); // the second failure in a row: backoffBaseMs * 2
+    assert.equal(ws.frames("sync").length, 2);
+    await h.clock.advance(1);
+    assert.equal(ws.frames("sync").length, 3);
+    ws.deliver(page([]));
+    assert.equal(h.client.status, "live");
+    await done;
+    assert.equal(h.seen.errors.length, 0, "handled, not reported");
+  });
 });
 
 describe("divergence and reset", () => {
@@ -216,6 +268,7 @@ describe("divergence and reset", () => {
     const ws = await h.connected([event(1), event(2)]);
     ws.deliver(event(3, { eid: "x3", prev: "lost" }));
     assert.deepEqual(h.seqs(), [1, 2]);
+    await h.clock.advance(250); // the first resync after a divergence waits backoffBaseMs
     const sync = ws.frames("sync").at(-1);
     assert.deepEqual([sync.since, sync.sinceEid], [2, "e2"]);
     const rebuilt = [
@@ -235,6 +288,7 @@ describe("divergence and reset", () => {
     const ws = await h.connected([event(1), event(2)]);
     ws.deliver(event(2, { eid: "other" }));
     assert.equal(h.client.stats.divergences, 1);
+    await h.clock.advance(250);
     assert.deepEqual(ws.frames("sync").at(-1).sinceEid, "e2");
   });
 
@@ -247,6 +301,77 @@ describe("divergence and reset", () => {
     assert.deepEqual(ws.frames("sync").at(-1), { action: "sync", since: 51, sinceEid: "e51", limit: 200 });
     ws.deliver(page([event(52)]));
     assert.deepEqual(h.seqs(), [50, 51, 52]);
+  });
+
+  it("an event of a restarted log (another epoch) is no duplicate: the client resyncs naming its epoch and rebuilds", async () => {
+    const [A, B] = ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"];
+    const h = harness();
+    const ws = await h.connected([event(4999, { epoch: A }), event(5000, { epoch: A })], { reset: true, epoch: A });
+    assert.equal(h.client.epoch, A);
+    ws.deliver(event(1, { epoch: B })); // the log restarted: seq 1, prev ""
+    assert.equal(h.client.stats.duplicates, 0, "not dropped as a duplicate");
+    await h.clock.advance(250);
+    assert.deepEqual(ws.frames("sync").at(-1), { action: "sync", since: 5000, sinceEid: "e5000", epoch: A, limit: 200 });
+    ws.deliver(page([event(1, { epoch: B }), event(2, { epoch: B })], { reset: true, epoch: B }));
+    assert.equal(h.seen.resets, 2);
+    assert.equal(h.client.epoch, B);
+    ws.deliver(event(3, { epoch: B }));
+    assert.deepEqual(h.seqs(), [1, 2, 3]);
+  });
+
+  it("a pong of another epoch drops the buffer and resyncs naming the client's epoch", async () => {
+    const [A, B] = ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"];
+    const h = harness();
+    const ws = await h.connected([event(1, { epoch: A })], { epoch: A });
+    ws.deliver(event(3, { epoch: A })); // buffered
+    ws.deliver({ type: "pong", ts: 5, behind: 0, last: 1, epoch: B });
+    await h.clock.advance(250);
+    assert.deepEqual(ws.frames("sync").at(-1), { action: "sync", since: 1, sinceEid: "e1", epoch: A, limit: 200 });
+    ws.deliver(event(2, { epoch: A }));
+    assert.deepEqual(h.seqs(), [1, 2], "the buffered 3 of the old log was dropped");
+  });
+
+  it("resyncs against a server whose pages keep not linking back off exponentially, capped", async () => {
+    const h = harness({ backoffCapMs: 2000 });
+    const ws = await h.connected([event(1), event(2)]);
+    const times = [];
+    const send = ws.send.bind(ws);
+    ws.send = (text) => {
+      if (JSON.parse(text).action === "sync") times.push(h.clock.t);
+      send(text);
+    };
+    const start = h.clock.t;
+    ws.deliver(event(4)); // a gap: its sync starts the exchange
+    let answered = ws.frames("sync").length;
+    while (h.clock.t - start < 10_000) {
+      await h.clock.advance(50);
+      const asked = ws.frames("sync").length;
+      for (; answered < asked; answered++) ws.deliver(page([event(3, { prev: "forged" })]));
+    }
+    assert.deepEqual(times.slice(1).map((t, i) => t - times[i]), [250, 500, 1000, 2000, 2000, 2000]);
+    assert.deepEqual(h.seqs(), [1, 2]);
+    assert.equal(h.client.status, "live");
+  });
+
+  it("a page that links resets the divergence back-off", async () => {
+    const h = harness();
+    const ws = await h.connected([event(1), event(2)]);
+    ws.deliver(event(3, { prev: "forged" }));
+    assert.equal(ws.frames("sync").length, 1, "no resync at once");
+    await h.clock.advance(250);
+    assert.equal(ws.frames("sync").length, 2);
+    ws.deliver(page([event(3, { prev: "forged" })])); // the second divergence in a row waits 500 ms
+    await h.clock.advance(499);
+    assert.equal(ws.frames("sync").length, 2);
+    await h.clock.advance(1);
+    assert.equal(ws.frames("sync").length, 3);
+    ws.deliver(page([event(3)]));
+    assert.deepEqual(h.seqs(), [1, 2, 3]);
+    ws.deliver(event(4, { prev: "forged" }));
+    await h.clock.advance(249);
+    assert.equal(ws.frames("sync").length, 3);
+    await h.clock.advance(1);
+    assert.equal(ws.frames("sync").length, 4, "back to backoffBaseMs");
   });
 
   it("an empty reset continues from the server's last seq", async () => {
@@ -368,6 +493,43 @@ describe("sending", () => {
     assert.equal(second.event, "chat");
     ws.deliver(event(1, { id: second.id, from: "alice", event: "chat" }));
     assert.equal((await next).seq, 1);
+  });
+
+  it("an `ack` frame resolves the pending send, which is not resent", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    const sent = h.client.send("chat", { text: "long ago" });
+    const { id } = ws.frames("send")[0];
+    ws.drop();
+    await h.clock.advance(10_000);
+    const again = h.socket();
+    again.accept();
+    again.deliver(page([]));
+    assert.equal(again.frames("send")[0].id, id);
+    again.deliver({ type: "ack", id, seq: 42, epoch: "3fa9c01d22b7e810" });
+    assert.equal(h.client.pending, 0);
+    assert.deepEqual(await sent, { type: "ack", id, seq: 42, epoch: "3fa9c01d22b7e810" });
+    await h.clock.advance(60_000);
+    assert.equal(again.frames("send").length, 1, "never resent");
+  });
+
+  it("a send whose first attempt is older than resendWindowMs is rejected `expired`, not resent", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    const stale = h.client.send("chat", { text: "stale" });
+    const queued = h.client.send("chat", { text: "queued" }); // never attempted: its window has not started
+    assert.equal(ws.frames("send").length, 1);
+    h.client.drop({ offlineMs: 600_001 });
+    await h.clock.advance(600_001);
+    const again = h.socket();
+    assert.notEqual(again, ws);
+    again.accept();
+    again.deliver(page([]));
+    assert.deepEqual(again.frames("send").map((f) => f.data.text), ["queued"]);
+    await assert.rejects(stale, (e) => e instanceof ClasswireError && e.code === "expired");
+    const { id } = again.frames("send")[0];
+    again.deliver(event(1, { id, from: "alice", event: "chat" }));
+    assert.equal((await queued).seq, 1);
   });
 
   it("volatile events go out at once, resolve with null and are not queued", async () => {
@@ -543,14 +705,55 @@ describe("connection", () => {
     await assert.rejects(h.client.send("chat", {}), (e) => e.code === "ended");
   });
 
-  it("an `end` in the history before this member joined is not this session's end", async () => {
+  it("an `end` in the history that a teacher's `join` follows is not this session's end", async () => {
     const h = harness();
-    const ws = await h.connected([event(1, { event: "end" }), event(2, { event: "join", data: { connections: 1 } })]);
+    const ws = await h.connected([
+      event(1, { event: "end", from: "alice", role: "teacher" }),
+      event(2, { event: "join", from: "alice", role: "teacher", data: { connections: 1 } }),
+    ]);
     assert.equal(h.client.ended, false);
     assert.equal(h.client.status, "live");
     ws.drop();
     await h.clock.advance(10_000);
     assert.equal(FakeSocket.instances.length, 2);
+  });
+
+  it("an `end` that only leaves and students' joins follow is ended once caught up", async () => {
+    const h = harness({ token: jwt({ sub: "bob", role: "student", classrooms: ["c1"] }) });
+    const done = h.client.connect();
+    await tick();
+    const ws = h.socket();
+    ws.accept();
+    ws.deliver(page([
+      event(1, { event: "join", from: "alice", role: "teacher", data: { connections: 1 } }),
+      event(2, { event: "end", from: "alice", role: "teacher", data: {} }),
+      event(3, { event: "leave", from: "alice", role: "teacher", data: { connections: 0 } }),
+      event(4, { event: "join", from: "bob", role: "student", data: { connections: 1 } }),
+    ]));
+    assert.equal(h.client.ended, true);
+    assert.equal(h.client.status, "ended");
+    await assert.rejects(done, (e) => e.code === "ended");
+    ws.drop(1000);
+    await h.clock.advance(60_000);
+    assert.equal(FakeSocket.instances.length, 1, "no reconnect");
+  });
+
+  it("an `end` that a teacher's `join` follows in a catch-up is not ended; a live `end` ends at once", async () => {
+    const h = harness();
+    const ws = await h.connected([event(1)]);
+    ws.drop();
+    await h.clock.advance(10_000);
+    const again = h.socket();
+    again.accept();
+    again.deliver(page([
+      event(2, { event: "end", from: "alice", role: "teacher", data: {} }),
+      event(3, { event: "join", from: "alice", role: "teacher", data: { connections: 1 } }),
+    ]));
+    assert.equal(h.client.ended, false, "the teacher reopened the class");
+    assert.equal(h.client.status, "live");
+    again.deliver(event(4, { event: "end", from: "alice", role: "teacher", data: {} }));
+    assert.equal(h.client.ended, true);
+    assert.equal(h.client.status, "ended");
   });
 
   it("close() stops reconnecting and rejects pending sends", async () => {
@@ -575,6 +778,38 @@ describe("connection", () => {
     ws.deliver({ type: "roster", members: [{ userId: "bob", connections: 2 }], more: false });
     assert.deepEqual((await members).map((m) => m.userId), ["alice", "bob"]);
     assert.equal(h.seen.rosters.length, 1);
+  });
+
+  it("a roster page that does not come is asked again after whoTimeoutMs, 3 times, then who() rejects", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    let failure = null;
+    const members = h.client.who();
+    members.catch((e) => (failure = e));
+    await h.clock.advance(9_999);
+    assert.equal(ws.frames("who").length, 1);
+    await h.clock.advance(1);
+    assert.equal(ws.frames("who").length, 2);
+    await h.clock.advance(20_000);
+    assert.deepEqual(ws.frames("who"), Array(4).fill({ action: "who", after: "" }));
+    assert.equal(failure, null);
+    await h.clock.advance(10_000);
+    assert.equal(failure?.code, "timeout");
+    assert.equal(ws.frames("who").length, 4);
+  });
+
+  it("a who refused with rate_limited is asked again after retryAfterMs", async () => {
+    const h = harness();
+    const ws = await h.connected();
+    const members = h.client.who();
+    ws.deliver({ type: "error", code: "rate_limited", message: "slow down", id: null, retryAfterMs: 1500, action: "who" });
+    await h.clock.advance(1499);
+    assert.equal(ws.frames("who").length, 1, "not at once");
+    await h.clock.advance(1);
+    assert.equal(ws.frames("who").length, 2);
+    ws.deliver({ type: "roster", members: [{ userId: "alice", connections: 1 }], more: false });
+    assert.deepEqual((await members).map((m) => m.userId), ["alice"]);
+    assert.equal(h.seen.errors.length, 0);
   });
 
   it("an error frame without an id reaches onError", async () => {
