@@ -148,6 +148,7 @@ export class ClasswireClient {
     this._endInLog = false; // the applied log holds an `end` with no teacher's `join` after it
     this._catchingUp = false; // this socket has not finished its first sync
     this._divergences = 0; // consecutive divergences, since the last page that linked
+    this._unfilled = 0; // complete syncs that left the buffer unfilled: its gap timer backs off
     this._sync = freshSync();
     this._outbox = []; // [{id, event, data, resolve, reject, sent, attempts, firstAt}]
     this._whoQueue = []; // [{resolve, reject, members, after, sent, retries}]
@@ -472,7 +473,10 @@ export class ClasswireClient {
       this._apply(next, replay);
     }
     if (this._buffer.size) this._armGap();
-    else this._clear("gap");
+    else {
+      this._clear("gap");
+      this._unfilled = 0;
+    }
     return true;
   }
 
@@ -524,7 +528,7 @@ export class ClasswireClient {
         this.stats.gapSyncs += 1;
         this._requestSync();
       }
-    }, this.options.gapMs);
+    }, this.options.gapMs * 2 ** this._unfilled);
   }
 
   _requestSync() {
@@ -620,7 +624,15 @@ export class ClasswireClient {
       this._settleConnect(null);
       this._pumpOutbox();
     }
-    if (this._buffer.size) this._armGap();
+    if (this._buffer.size) {
+      // Still buffered: past the log's last as the server saw it, in flight or not in the log at all.
+      this._unfilled += 1;
+      this._clear("gap");
+      if (this.options.gapMs * 2 ** this._unfilled > Math.max(this.options.gapMs, this.options.backoffCapMs)) {
+        this._buffer.clear();
+        this._unfilled = 0;
+      } else this._armGap();
+    }
   }
 
   _end() {
