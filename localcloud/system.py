@@ -183,7 +183,9 @@ class LocalSystem:
         """SIGKILLs every execution environment of a function, busy or not (a Lambda timeout or an out of
         memory, mid-invocation); the runtime replaces them. Returns how many were killed."""
         gateway = self._gateway
-        parent = gateway.process.pid if isinstance(gateway, GatewayProcess) and gateway.process else os.getpid()
+        parent = (
+            gateway.process.pid if isinstance(gateway, GatewayProcess) and gateway.process else os.getpid()
+        )
         marker = f"AWS_LAMBDA_FUNCTION_NAME={function_name}\0".encode()
         killed = 0
         for proc in Path("/proc").glob("[0-9]*"):

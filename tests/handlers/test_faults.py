@@ -62,6 +62,7 @@ def test_an_event_reaches_every_member_whatever_happened_to_its_redis_reply(
     stub, faults, redis_client, fault
 ):
     join(TEACHER, STUDENT)
+    send(STUDENT, chat("m-warm"))  # the script is loaded: the fault meets the call that runs it
     stub.reset()
     fault(faults)
     assert send(STUDENT, chat("m-lost")) == {"statusCode": 200}
@@ -72,6 +73,7 @@ def test_an_event_reaches_every_member_whatever_happened_to_its_redis_reply(
 
 def test_an_end_whose_reply_was_lost_still_closes_the_class(stub, faults, redis_client):
     join(TEACHER, STUDENT)
+    send(STUDENT, chat("m-warm"))
     stub.reset()
     faults.drop_reply(b"m-end")
     send(TEACHER, chat("m-end", "end", "null"))

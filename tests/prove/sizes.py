@@ -23,6 +23,15 @@ class Sizes:
     load_seconds: float
     load_processes: int  # client processes (one Python process cannot drive 1,000 sockets on 2 cores)
     max_concurrency: int  # execution environments per function in the gateway
+    # Faults on every hop: Redis replies dropped, delayed, cut mid-command; @connections 429/500/no answer;
+    # the message function's workers killed between an append and its fan-out (`faults_kills` times).
+    faults_clients: int
+    faults_classrooms: int
+    faults_seconds: float
+    faults_kills: int
+    # Abuse: one user against the system while a bystander classroom measures what it still gets.
+    abuse_seconds: float
+    abuse_bystanders: int
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -41,6 +50,12 @@ CI = Sizes(
     load_seconds=4,
     load_processes=1,
     max_concurrency=6,
+    faults_clients=8,
+    faults_classrooms=2,
+    faults_seconds=8,
+    faults_kills=2,
+    abuse_seconds=5,
+    abuse_bystanders=4,
 )
 
 FULL = Sizes(
@@ -56,6 +71,12 @@ FULL = Sizes(
     load_seconds=60,
     load_processes=3,
     max_concurrency=8,
+    faults_clients=60,
+    faults_classrooms=6,
+    faults_seconds=60,
+    faults_kills=10,
+    abuse_seconds=30,
+    abuse_bystanders=20,
 )
 
 
