@@ -75,10 +75,11 @@ token: install ## Print a local token: make token USER=<id> CLASSROOM=<id> ROLE=
 test: install ## Run every test (the command CI runs)
 	$(RUN) pytest
 
-# tests/prove: chaos, load, stale state (figures in reports/reliability.md); tests/security: the fuzz runs
-# at their full example counts.
-prove: install ## Full-size reliability run (tests/prove + tests/security); writes reports/reliability.md
-	HYPOTHESIS_PROFILE=prove CLASSWIRE_PROVE=full $(RUN) pytest tests/prove $(wildcard tests/security) -q -s -o timeout=1800
+# tests/prove: chaos, faults on every hop, abuse, load, stale state (figures in reports/reliability.md);
+# tests/security and tests/clients: the fuzz runs and the clients' hostile-server properties at their full
+# example counts.
+prove: install ## Full-size reliability run (tests/prove + tests/security + tests/clients); writes reports/reliability.md
+	HYPOTHESIS_PROFILE=prove CLASSWIRE_PROVE=full $(RUN) pytest tests/prove tests/security tests/clients -q -s -o timeout=1800
 
 lint: install ## Static checks (ruff, workflows: GitHub's schema and zizmor, both offline)
 	$(RUN) ruff check lambdas terraform scripts tests localcloud clients/python bootstrap

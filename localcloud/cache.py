@@ -102,7 +102,8 @@ class RedisServer:
 
 
 class PrimaryEndpoint:
-    """A TCP proxy on a fixed loopback port that forwards to whichever server is the primary."""
+    """A TCP proxy on a fixed loopback port that forwards to whichever server is the primary.
+    Subclasses change what happens on the way (`_forward`: `localcloud.redis_faults`)."""
 
     def __init__(self, target_port: int, port: int | None = None):
         self.port = port or free_port()
@@ -110,7 +111,7 @@ class PrimaryEndpoint:
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="primary-endpoint", daemon=True)
+        self._thread = threading.Thread(target=self._loop.run_forever, name=type(self).__name__, daemon=True)
 
     @property
     def url(self) -> str:
@@ -140,6 +141,12 @@ class PrimaryEndpoint:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
 
@@ -159,12 +166,21 @@ class PrimaryEndpoint:
             client_writer.transport.abort()
             return
         self._links.update((client_writer, server_writer))
+        await self._forward(client_reader, client_writer, server_reader, server_writer)
+        self._links.difference_update((client_writer, server_writer))
+
+    async def _forward(
+        self,
+        client_reader: asyncio.StreamReader,
+        client_writer: asyncio.StreamWriter,
+        server_reader: asyncio.StreamReader,
+        server_writer: asyncio.StreamWriter,
+    ) -> None:
         await asyncio.gather(
             self._pipe(client_reader, server_writer),
             self._pipe(server_reader, client_writer),
             return_exceptions=True,
         )
-        self._links.difference_update((client_writer, server_writer))
 
     @staticmethod
     async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

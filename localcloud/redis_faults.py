@@ -19,7 +19,7 @@ import random
 import threading
 from dataclasses import dataclass
 
-from localcloud.cache import free_port
+from localcloud.cache import PrimaryEndpoint
 
 
 @dataclass
@@ -40,22 +40,14 @@ class LinkChaos:
     seed: int = 0
 
 
-class RedisFaultProxy:
+class RedisFaultProxy(PrimaryEndpoint):
     def __init__(self, target_port: int, chaos: LinkChaos | None = None, port: int | None = None):
-        self.port = port or free_port()
-        self._target = target_port
+        super().__init__(target_port, port)
         self._faults: list[_Fault] = []
         self._chaos = chaos
         self._random = random.Random(chaos.seed if chaos else 0)
         self.fired: list[str] = []
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._server: asyncio.base_events.Server | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, name="redis-faults", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
 
     def drop_reply(self, match: bytes) -> None:
         self._arm(_Fault("drop_reply", match))
@@ -88,36 +80,8 @@ class RedisFaultProxy:
                     return _Fault(kind, b"", chaos.delay_seconds)
         return None
 
-    # -- lifecycle -----------------------------------------------------------------------------------
-    def __enter__(self) -> RedisFaultProxy:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(5)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        async def shutdown() -> None:
-            if self._server is not None:
-                self._server.close()
-            current = asyncio.current_task()
-            pending = [task for task in asyncio.all_tasks() if task is not current]
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-
     # -- one client connection -------------------------------------------------------------------------
-    async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        try:
-            server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self._target)
-        except OSError:
-            client_writer.transport.abort()
-            return
+    async def _forward(self, client_reader, client_writer, server_reader, server_writer) -> None:
         link = _Link(client_writer, server_writer)
         await asyncio.gather(
             self._requests(client_reader, link), self._replies(server_reader, link), return_exceptions=True

@@ -414,6 +414,12 @@ export class ClasswireClient {
       this._diverged(); // the log restarted: the resync names our epoch and gets `reset`
       return;
     }
+    if (Number.isInteger(pong.last) && pong.last < this.lastSeq) {
+      // The log is behind us (a failover lost what we hold, in a quiet classroom): the sync names the event
+      // held, which the server answers with `reset`. (A frame that overtook the pong costs one idle sync.)
+      this._requestSync();
+      return;
+    }
     if (!Number.isInteger(pong.behind) || pong.behind <= 0 || !Number.isInteger(pong.last)) return;
     // `behind` counts events still in flight to us: give them the gap time before asking for them.
     this._clear("behind");

@@ -228,6 +228,15 @@ describe("ordering", () => {
     assert.equal(ws.frames("sync").length, 2);
   });
 
+  it("a pong whose log ends before the client's last seq resyncs naming the event held", async () => {
+    const h = harness();
+    const ws = await h.connected([event(1), event(2), event(3)]);
+    ws.deliver({ type: "pong", ts: 5, behind: 0, last: 2 }); // a failover lost seq 3 in a quiet classroom
+    await tick();
+    assert.equal(ws.frames("sync").length, 2);
+    assert.deepEqual([ws.frames("sync").at(-1).since, ws.frames("sync").at(-1).sinceEid], [3, "e3"]);
+  });
+
   it("asks again when a sync reply is lost", async () => {
     const h = harness();
     const done = h.client.connect();

@@ -62,6 +62,7 @@ class Stats:
     syncs: int = 0
     gap_syncs: int = 0
     behind_syncs: int = 0  # syncs asked because a telemetry pong said this client was behind
+    ahead_syncs: int = 0  # syncs asked because a telemetry pong's log ended before this client's last seq
     divergences: int = 0
     sync_timeouts: int = 0
     sync_errors: int = 0  # error frames answering a sync (retried later)
@@ -507,6 +508,12 @@ class ClasswireClient:
             self._behind_target = (max(last, self._behind_target[0]), epoch)
             if "behind" not in self._timers:
                 self._later("behind", self.gap_timeout, self._still_behind)
+        elif isinstance(last, int) and last < self.last_seq:
+            # The log is behind this client (a failover lost what it holds, in a quiet classroom): the sync
+            # names the event held, which the server answers with `reset`. (A frame that overtook the pong
+            # costs one sync that changes nothing.)
+            self.stats.ahead_syncs += 1
+            self._request_sync()
 
     def _still_behind(self) -> None:
         last, epoch = self._behind_target

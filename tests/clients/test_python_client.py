@@ -118,6 +118,18 @@ def test_a_behind_pong_syncs_after_the_gap_time_only_if_still_behind():
     play(scenario)
 
 
+def test_a_pong_whose_log_ends_before_this_clients_last_seq_resyncs_and_is_reset():
+    async def scenario(client, network):
+        ws = await connected(client, network, [event(1), event(2), event(3)])
+        # A failover lost seq 3 in a quiet classroom: the pong says the log ends at 2.
+        ws.deliver({"type": "pong", "ts": 0, "behind": 0, "last": 2, "epoch": E1})
+        await settle(0.01)
+        assert ws.frames("sync")[-1] == {"action": "sync", "since": 3, "sinceEid": "a3", "epoch": E1}
+        assert client.stats.ahead_syncs == 1
+
+    play(scenario)
+
+
 # -- divergence back-off -----------------------------------------------------------------------------
 
 
