@@ -21,6 +21,7 @@ Lambda
   AddPermission with a statement id the policy already holds adds a second statement with that id
 EC2
   a security-group rule that references a group loses its description
+  a revoke the emulator already carried out, sent again, fails with InvalidPermission.NotFound
 S3
   a bucket policy's Condition is ignored, so a TLS-only Deny (aws:SecureTransport false) denies every write
 """
@@ -643,6 +644,24 @@ def _patch_ec2() -> None:
     SecurityGroupRule.description = property(
         lambda self: self.ip_range.get("Description") or self.source_group.get("Description")
     )
+
+    from moto.ec2.models.security_groups import SecurityGroupBackend
+
+    # Gap (the AddPermission one below, for rules): a `terraform destroy` failed with InvalidPermission.NotFound
+    # on RevokeSecurityGroupEgress for a rule the emulator had just revoked: the Go SDK had sent the request
+    # again after losing the first reply. A revoke by rule ids that were all revoked here before is taken as
+    # that resend and answered as the first one was; any other unknown rule is still refused, as AWS does.
+    for direction in ("ingress", "egress"):
+
+        def _revoke(original, self, *args, security_rule_ids=None, **kwargs):
+            revoked = _store(self, "revoked_security_group_rules")
+            if security_rule_ids and all(rule_id in revoked for rule_id in security_rule_ids):
+                return None
+            result = original(self, *args, security_rule_ids=security_rule_ids, **kwargs)
+            revoked.update(dict.fromkeys(security_rule_ids or ()))
+            return result
+
+        _wraps(SecurityGroupBackend, f"revoke_security_group_{direction}")(_revoke)
 
 
 # ------------------------------------------------------------------------------------------------ Lambda

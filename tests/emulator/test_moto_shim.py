@@ -415,6 +415,26 @@ def test_rule_referencing_a_security_group_keeps_its_description(aws, network):
     assert rule["ReferencedGroupInfo"] == {"GroupId": clients, "UserId": ACCOUNT_ID}
 
 
+def test_a_resent_revoke_of_a_rule_is_answered_as_the_first_and_an_unknown_rule_still_refused(aws, network):
+    ec2 = aws.client("ec2")
+    group = network["security_group_id"]
+    ec2.authorize_security_group_egress(
+        GroupId=group,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+        ],
+    )
+    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group]}])[
+        "SecurityGroupRules"
+    ]
+    [rule_id] = [r["SecurityGroupRuleId"] for r in rules if r["IsEgress"] and r.get("FromPort") == 443]
+    ec2.revoke_security_group_egress(GroupId=group, SecurityGroupRuleIds=[rule_id])
+    assert ec2.revoke_security_group_egress(GroupId=group, SecurityGroupRuleIds=[rule_id])["Return"]
+    with pytest.raises(ClientError) as refused:
+        ec2.revoke_security_group_egress(GroupId=group, SecurityGroupRuleIds=["sgr-00000000000000000"])
+    assert error_code(refused) == "InvalidPermission.NotFound"
+
+
 def test_tls_only_bucket_policy_admits_writes_but_other_denials_hold(aws):
     s3 = aws.client("s3")
     s3.create_bucket(Bucket="classwire-code")
