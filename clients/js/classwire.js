@@ -11,7 +11,8 @@
 // that copy has left the log); unacknowledged ones stay in an outbox and are resent with the same `id`
 // after a reconnect, but never past `resendWindowMs` after their first attempt (they fail `expired`). Sync
 // and `who` requests are asked again when their reply is lost or refused, so nothing stalls. The class is
-// ended when the applied log holds an `end` with no teacher's `join` after it.
+// ended when the applied log holds an `end` with no join that reopened it after it (a teacher connecting
+// with `reopen: true`).
 //
 //   const client = new ClasswireClient({ url: "wss://<api>/<stage>", token, classroom: "c1",
 //     onEvent: (event, { replay }) => ..., onReset: () => ..., onStatus: (status) => ... });
@@ -37,6 +38,9 @@ const DEFAULTS = {
   backoffBaseMs: 250, // reconnects, and resyncs that keep diverging, wait min(cap, base * 2^(n-1))
   backoffCapMs: 10_000,
   maxConnectAttempts: 6, // a client that never got in gives up (a refused token retries otherwise forever)
+  // After having been live, that many failed attempts in a row slow retries to this: a browser cannot see
+  // why it is refused (an ended class answers 403), so it knocks once a minute, not every 10 s.
+  suspendedRetryMs: 60_000,
   endGraceMs: 3_000, // after `end`, the server closes the socket; close it ourselves if it does not
   volatileEvents: ["cursor"],
 };
@@ -93,6 +97,7 @@ export class ClasswireClient {
    * @param {string} options.url        ws(s)://host/stage
    * @param {string|(() => string|Promise<string>)} options.token  a JWT, or a function fetching a fresh one per connection
    * @param {string} options.classroom
+   * @param {boolean} [options.reopen]  a teacher reopening an ended class (on this client's first connection only)
    * @param {string} [options.user]     this user's id (default: the token's `sub`); recognises acknowledgements
    * @param {(event: object, info: {replay: boolean}) => void} [options.onEvent]  persistent events, in seq order
    * @param {(event: object) => void} [options.onVolatile]  volatile events (`cursor`), best effort
@@ -132,7 +137,7 @@ export class ClasswireClient {
     this.behind = null; // events the server had that this client had not applied, at the last telemetry ping
     this.status = "idle";
     this.ended = false;
-    this.stats = { applied: 0, replayed: 0, duplicates: 0, syncs: 0, gapSyncs: 0, divergences: 0, resets: 0, resends: 0, reconnects: 0 };
+    this.stats = { applied: 0, replayed: 0, duplicates: 0, syncs: 0, gapSyncs: 0, divergences: 0, resets: 0, resends: 0, reconnects: 0, strayPages: 0 };
 
     this._ws = null;
     this._open = false;
@@ -145,7 +150,8 @@ export class ClasswireClient {
     };
     this._buffer = new Map(); // seq -> event, waiting for the ones before it
     this._recent = new Map(); // seq -> eid of applied events
-    this._endInLog = false; // the applied log holds an `end` with no teacher's `join` after it
+    this._endInLog = false; // the applied log holds an `end` with no reopening `join` after it
+    this._reopen = Boolean(o.reopen); // ask to reopen an ended class until a socket has opened once
     this._catchingUp = false; // this socket has not finished its first sync
     this._divergences = 0; // consecutive divergences, since the last page that linked
     this._unfilled = 0; // complete syncs that left the buffer unfilled: its gap timer backs off
@@ -266,6 +272,7 @@ export class ClasswireClient {
     const url = new URL(this.options.url);
     url.searchParams.set("token", token);
     url.searchParams.set("classroom", this.options.classroom);
+    if (this._reopen) url.searchParams.set("reopen", "1");
     let ws;
     try {
       ws = new this._WebSocket(url.toString());
@@ -283,6 +290,7 @@ export class ClasswireClient {
 
   _onOpen() {
     this._open = true;
+    this._reopen = false; // an explicit act, once: this client's own reconnects never reopen a class
     this._catchingUp = true;
     this._sync = freshSync();
     this._setStatus("syncing");
@@ -332,7 +340,11 @@ export class ClasswireClient {
     }
     // Full jitter: a classroom cut off together does not come back together.
     const ceiling = this._backoff(this._attempt + 1);
-    const delay = Math.max(this._random() * ceiling, this._holdUntil - this._now());
+    const suspended = this._attempt + 1 >= this.options.maxConnectAttempts;
+    const delay = Math.max(
+      suspended ? this.options.suspendedRetryMs : this._random() * ceiling,
+      this._holdUntil - this._now(),
+    );
     this._attempt += 1;
     this.stats.reconnects += 1;
     this._setStatus("reconnecting", { attempt: this._attempt, delayMs: Math.round(delay) });
@@ -497,13 +509,13 @@ export class ClasswireClient {
     if (event.epoch) this.epoch = event.epoch;
     this._recent.set(event.seq, this.lastEid);
     this._recent.delete(event.seq - RECENT_EIDS);
-    // A teacher's `join` reopens an ended class (a classroom id may be reused).
+    // Only a teacher's explicit reopen lifts an `end` (its own reconnect does not).
     if (event.event === "end") this._endInLog = true;
-    else if (event.event === "join" && event.role === "teacher") this._endInLog = false;
+    else if (event.event === "join" && event.data?.reopened === true) this._endInLog = false;
     this.stats.applied += 1;
     if (replay) this.stats.replayed += 1;
     this._call("onEvent", event, { replay });
-    // A live `end` ends at once; one from a sync is judged when it is done (a teacher's `join` may follow).
+    // A live `end` ends at once; one from a sync is judged when it is done (a reopening `join` may follow).
     if (event.event === "end" && !replay && !this._catchingUp) this._end();
   }
 
@@ -582,6 +594,12 @@ export class ClasswireClient {
   }
 
   _onSyncPage(page) {
+    // A page no request is waiting for (a duplicate, or a reply that came after its timeout's resend
+    // was answered) would rewind what was applied: only an awaited page counts.
+    if (!this._sync.inFlight) {
+      this.stats.strayPages += 1;
+      return;
+    }
     this._sync.diverged = false;
     this._sync.failures = 0;
     const events = Array.isArray(page.events) ? page.events : [];
@@ -620,7 +638,7 @@ export class ClasswireClient {
       this._requestSync(); // diverged, or asked for meanwhile: that sync's reply finishes the catch-up
       return;
     }
-    if (this._endInLog) this._end(); // caught up on a log whose last `end` no teacher's `join` follows
+    if (this._endInLog) this._end(); // caught up on a log whose last `end` nothing reopened
     if (this.ended) return;
     if (this._catchingUp) {
       this._catchingUp = false;
@@ -730,6 +748,11 @@ export class ClasswireClient {
       return;
     }
     const item = this._outbox[index];
+    if (frame.code === "ended") {
+      this._report(frame);
+      this._end(); // the class ended while this connection was still open
+      return;
+    }
     if (RETRYABLE.has(frame.code)) {
       // Same id again later: the server dedupes, so a retry never doubles an event.
       const wait = frame.code === "rate_limited"

@@ -305,6 +305,7 @@ describe("divergence and reset", () => {
     const h = harness();
     const ws = await h.connected([event(1)]);
     ws.deliver(event(3, { prev: "zz" }));
+    await h.clock.advance(300); // the gap sync
     ws.deliver(page([event(50, { prev: "e49" }), event(51)], { reset: true, more: true }));
     assert.equal(h.seen.resets, 1);
     assert.deepEqual(ws.frames("sync").at(-1), { action: "sync", since: 51, sinceEid: "e51", limit: 200 });
@@ -387,6 +388,7 @@ describe("divergence and reset", () => {
     const h = harness();
     const ws = await h.connected([event(1), event(2)]);
     ws.deliver(event(2, { eid: "other" }));
+    await h.clock.advance(250);
     ws.deliver(page([], { reset: true, last: 7 }));
     assert.equal(h.client.lastSeq, 7);
     ws.deliver(event(8, { prev: "whatever" }));
@@ -578,7 +580,7 @@ describe("connection", () => {
     const ws = await h.connected();
     draws.length = 0;
     ws.drop();
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < 5; i++) {
       const { delayMs } = h.seen.statuses.at(-1);
       const ceiling = Math.min(10_000, 250 * 2 ** i);
       assert.ok(delayMs >= 0 && delayMs <= ceiling, `attempt ${i}: ${delayMs} within [0, ${ceiling}]`);
@@ -586,7 +588,17 @@ describe("connection", () => {
       await h.clock.advance(delayMs);
       h.socket().drop(); // still down
     }
-    assert.equal(h.seen.statuses.at(-1).delayMs, 10_000, "capped at 10 s");
+    // Refused again and again (a browser cannot tell an ended class from an outage): once a minute.
+    assert.equal(h.seen.statuses.at(-1).delayMs, 60_000, "suspended after maxConnectAttempts");
+  });
+
+  it("a stray sync page (a duplicate, or one no request awaits) is ignored", async () => {
+    const h = harness();
+    const ws = await h.connected([event(1), event(2)]);
+    ws.deliver(page([event(1)], { reset: true }));
+    assert.deepEqual(h.seqs(), [1, 2]);
+    assert.equal(h.seen.resets, 0);
+    assert.equal(h.client.stats.strayPages, 1);
   });
 
   it("after a reconnect that catches up, the backoff starts over", async () => {
@@ -714,11 +726,11 @@ describe("connection", () => {
     await assert.rejects(h.client.send("chat", {}), (e) => e.code === "ended");
   });
 
-  it("an `end` in the history that a teacher's `join` follows is not this session's end", async () => {
+  it("an `end` in the history that a reopening `join` follows is not this session's end", async () => {
     const h = harness();
     const ws = await h.connected([
       event(1, { event: "end", from: "alice", role: "teacher" }),
-      event(2, { event: "join", from: "alice", role: "teacher", data: { connections: 1 } }),
+      event(2, { event: "join", from: "alice", role: "teacher", data: { connections: 1, reopened: true } }),
     ]);
     assert.equal(h.client.ended, false);
     assert.equal(h.client.status, "live");
@@ -747,7 +759,7 @@ describe("connection", () => {
     assert.equal(FakeSocket.instances.length, 1, "no reconnect");
   });
 
-  it("an `end` that a teacher's `join` follows in a catch-up is not ended; a live `end` ends at once", async () => {
+  it("an `end` that a reopening `join` follows in a catch-up is not ended; a live `end` ends at once", async () => {
     const h = harness();
     const ws = await h.connected([event(1)]);
     ws.drop();
@@ -756,12 +768,39 @@ describe("connection", () => {
     again.accept();
     again.deliver(page([
       event(2, { event: "end", from: "alice", role: "teacher", data: {} }),
-      event(3, { event: "join", from: "alice", role: "teacher", data: { connections: 1 } }),
+      event(3, { event: "join", from: "alice", role: "teacher", data: { connections: 1, reopened: true } }),
     ]));
     assert.equal(h.client.ended, false, "the teacher reopened the class");
     assert.equal(h.client.status, "live");
     again.deliver(event(4, { event: "end", from: "alice", role: "teacher", data: {} }));
     assert.equal(h.client.ended, true);
+    assert.equal(h.client.status, "ended");
+  });
+
+  it("a teacher's own reconnect after its unapplied `end` does not reopen: the catch-up ends it", async () => {
+    const h = harness({ reopen: true });
+    const ws = await h.connected([event(1)]);
+    assert.ok(ws.url.includes("reopen=1"), "the first connection asks to reopen");
+    ws.drop();
+    await h.clock.advance(10_000);
+    const again = h.socket();
+    assert.ok(!again.url.includes("reopen"), "its reconnects never do");
+    again.accept();
+    again.deliver(page([
+      event(2, { event: "end", from: "alice", role: "teacher", data: {} }),
+      event(3, { event: "join", from: "alice", role: "teacher", data: { connections: 1 } }),
+    ]));
+    assert.equal(h.client.ended, true);
+  });
+
+  it("a send refused with `ended` ends the client", async () => {
+    const h = harness();
+    const ws = await h.connected([event(1)]);
+    const sending = h.client.send("chat", { text: "late" });
+    await tick();
+    const { id } = ws.frames("send").at(-1);
+    ws.deliver({ type: "error", code: "ended", message: "the class has ended", id, action: "send" });
+    await assert.rejects(sending, (e) => e.code === "ended");
     assert.equal(h.client.status, "ended");
   });
 

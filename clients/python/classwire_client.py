@@ -14,6 +14,7 @@ resent with the same `id` once a reconnect has caught up, for at most `resend_wi
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
@@ -35,6 +36,17 @@ RECENT_EIDS = 4096  # eids kept per seq to spot a same-seq, different-event dive
 WHO_RETRIES = 3  # a roster page with no reply (or a refused one) is asked again this many times
 RETRYABLE = ("rate_limited", "internal")
 EXPIRED = "may or may not have been appended; look for its id in the log"
+
+
+def token_subject(token: str) -> str:
+    """The `sub` claim of a JWT, read without verifying it (the server verifies)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return ""
+    sub = claims.get("sub") if isinstance(claims, dict) else None
+    return sub if isinstance(sub, str) else ""
 
 
 class Refused(Exception):
@@ -100,6 +112,7 @@ class ClasswireClient:
     backoff_base: float = 0.1
     backoff_cap: float = 10.0
     keep_events: bool = True
+    reopen: bool = False  # a teacher reopening an ended class (asked on the first connection only)
     sync_timeout: float = 10.0  # no sync reply by then: ask again
     who_timeout: float = 10.0  # no roster page by then: ask again (WHO_RETRIES times, then TimeoutError)
     max_buffered: int = 1000  # out-of-order events held; beyond, the highest seqs are dropped and synced
@@ -116,6 +129,7 @@ class ClasswireClient:
     ended: bool = False
 
     def __post_init__(self) -> None:
+        self.user_id = self.user_id or token_subject(self.token)  # recognises this user's acknowledgements
         self._ws: ClientConnection | None = None
         self._closing = False
         self._buffer: dict[int, dict] = {}
@@ -228,7 +242,10 @@ class ClasswireClient:
     # -- connection ------------------------------------------------------------------------------
     async def _run(self) -> None:
         while not self._closing and not self.ended:
-            query = urlencode({"token": self.token, "classroom": self.classroom})
+            params = {"token": self.token, "classroom": self.classroom}
+            if self.reopen:
+                params["reopen"] = "1"
+            query = urlencode(params)
             too_many = False
             try:
                 async with connect(
@@ -236,6 +253,7 @@ class ClasswireClient:
                 ) as ws:
                     self._ws = ws
                     self._ever_live = True
+                    self.reopen = False  # an explicit act, once: this client's reconnects never reopen
                     self._connected.set()
                     pinger = asyncio.create_task(self._ping_loop())
                     try:
@@ -376,9 +394,12 @@ class ClasswireClient:
             self._spawn(self._send_head())
 
     async def _acknowledge(self, event: dict) -> None:
-        if not self._outbox or event.get("from") != self.user_id or event.get("id") != self._outbox[0].id:
+        if not self._outbox:
             return
-        head = self._outbox.popleft()
+        head = self._outbox[0]
+        if (event.get("from"), event.get("id"), event.get("event")) != (self.user_id, head.id, head.event):
+            return
+        self._outbox.popleft()
         if not head.done.done():
             head.done.set_result(event)
         self.stats.acks += 1
@@ -404,6 +425,9 @@ class ClasswireClient:
             return
         head = self._outbox[0]
         code = error.get("code")
+        if code == "ended":  # the class ended while this connection was still open
+            self._end(Refused("ended", error.get("message", "")))
+            return
         if code in RETRYABLE:
             delay = (error.get("retryAfterMs") or 200) / 1000
             self._later("outbox", delay, lambda: self._spawn(self._send_head()))
@@ -592,11 +616,11 @@ class ClasswireClient:
         kind = event.get("event")
         if kind == "end":
             self._end_open = True
-        elif kind == "join" and event.get("role") == "teacher":
-            self._end_open = False  # the teacher's join reopens the class (a classroom id reused)
+        elif kind == "join" and (event.get("data") or {}).get("reopened") is True:
+            self._end_open = False  # only a teacher's explicit reopen lifts an `end`
         if self.on_event:
             self.on_event(event)
-        # A live `end` ends at once; one from a sync is judged when it is done (a teacher's join may follow).
+        # A live `end` ends at once; one from a sync is judged when it is done (a reopening join may follow).
         if kind == "end" and not replay and not self._catching_up:
             self._end()
 

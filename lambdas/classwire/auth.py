@@ -126,6 +126,11 @@ class CachedSecret:
         return self._value
 
 
+class KeysUnavailable(Exception):
+    """The key source cannot be reached and holds nothing recent enough: not the caller's fault, so API
+    Gateway answers 500 (the client retries) rather than 401 (its token is bad)."""
+
+
 class JwksKeys:
     """Public keys from a JWKS URL (RS256/ES256).
 
@@ -133,10 +138,19 @@ class JwksKeys:
     that passes. PyJWT's per-key cache (`cache_keys=True`) is an lru_cache with no expiry, which would trust
     a revoked key until the process is recycled. A token with an unknown `kid` refetches the set, at most
     once per `refresh_cooldown_seconds`, so a new key works without a cold start and a flood of made-up
-    kids cannot hammer the identity provider.
+    kids cannot hammer the identity provider. While the JWKS cannot be fetched, a key it served within
+    `stale_seconds` still verifies (revocation needs the identity provider to answer); past that,
+    `KeysUnavailable`.
     """
 
-    def __init__(self, url: str, lifespan_seconds: int = 300, refresh_cooldown_seconds: float = 10.0):
+    def __init__(
+        self,
+        url: str,
+        lifespan_seconds: int = 300,
+        refresh_cooldown_seconds: float = 10.0,
+        stale_seconds: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._client = jwt.PyJWKClient(
             url,
             cache_keys=False,
@@ -145,8 +159,20 @@ class JwksKeys:
             cooldown_duration=refresh_cooldown_seconds,
             timeout=5,
         )
+        self._stale = stale_seconds
+        self._clock = clock
+        self._served: dict[str, tuple[object, float]] = {}  # kid -> (key, when the JWKS last served it)
 
     def __call__(self, token: str) -> object:
-        # The PyJWK, not its bare key: PyJWT then verifies with the key's own algorithm and refuses a
-        # token whose `alg` differs (an ES256 header on an RSA key crashed `prepare_key` with TypeError).
-        return self._client.get_signing_key_from_jwt(token)
+        kid = jwt.get_unverified_header(token).get("kid")
+        try:
+            # The PyJWK, not its bare key: PyJWT then verifies with the key's own algorithm and refuses a
+            # token whose `alg` differs (an ES256 header on an RSA key crashed `prepare_key` with TypeError).
+            key = self._client.get_signing_key_from_jwt(token)
+        except jwt.PyJWKClientConnectionError:
+            served = self._served.get(kid)
+            if served is not None and self._clock() - served[1] <= self._stale:
+                return served[0]
+            raise KeysUnavailable("the JWKS cannot be fetched") from None
+        self._served[kid] = (key, self._clock())
+        return key

@@ -13,7 +13,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from classwire.classroom_store import ClassroomStore, JoinRefused, Member, Published, RateLimited
+from classwire.classroom_store import (
+    ClassroomStore,
+    JoinRefused,
+    Member,
+    NotMember,
+    Published,
+    PublishResult,
+    RateLimited,
+)
 from classwire.event_types import EventRegistry
 from classwire.protocol import (
     FRAME_LIMIT_BYTES,
@@ -37,9 +45,10 @@ REPLY_ENVELOPE_BYTES = 256
 MAX_PRUNE_ROUNDS = 3
 # $connect refusals (JoinRefused reasons): the HTTP status API Gateway answers the upgrade with.
 REFUSALS = {
-    "ended": (403, "the class has ended; it reopens when a teacher connects"),
+    "ended": (403, "the class has ended; a teacher may reopen it"),
     "user_limit": (429, "this user has too many connections to the classroom"),
     "classroom_full": (429, "the classroom is full"),
+    "too_fast": (429, "this user connects to the classroom too often; retry later"),
 }
 
 
@@ -76,10 +85,11 @@ class ClassroomService:
     clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def connect(self, member: Member, connected_at_ms: int) -> tuple[int, str] | None:
-        """Joins the classroom; returns (status, reason) when the connection is refused."""
+    def connect(self, member: Member, connected_at_ms: int, reopen: bool = False) -> tuple[int, str] | None:
+        """Joins the classroom (`reopen`: a teacher reopening an ended class); returns (status, reason)
+        when the connection is refused."""
         try:
-            published = self.store.join(member, connected_at_ms)
+            published = self.store.join(member, connected_at_ms, reopen)
         except JoinRefused as refusal:
             self.metric(f"ConnectRefused_{refusal.reason}", "Count", 1)
             log.info("connection refused", extra={"reason": refusal.reason})
@@ -95,28 +105,38 @@ class ClassroomService:
     # -- frames ----------------------------------------------------------------------------------
     def handle(self, member: Member, body: str | None) -> str | None:
         """Handles one client frame; returns the reply frame for the sender, if any."""
+        request = None
         try:
             request = parse_request(body, member.classroom_id, self.limits.max_data_bytes)
-            try:
-                if isinstance(request, Send):
-                    return self._send(member, request)
-                if isinstance(request, Sync):
-                    return self._sync(member, request)
-                if isinstance(request, Who):
-                    return self._who(member, request)
-                return self._pong(member, request)
-            except RateLimited as limited:
-                return self._rate_limited(member, request, limited)
-            except ProtocolError as error:
-                error.action = request.action
-                raise
+            if isinstance(request, Send):
+                return self._send(member, request)
+            if isinstance(request, Sync):
+                return self._sync(member, request)
+            if isinstance(request, Who):
+                return self._who(member, request)
+            return self._pong(member, request)
+        except RateLimited as limited:
+            return self._rate_limited(member, request.action, _client_id(request), limited)
+        except NotMember:
+            return self._stranger(member, _client_id(request), request.action)
         except ProtocolError as error:
-            self.metric(f"Error_{error.code}", "Count", 1)
-            log.info("refused frame", extra={"code": error.code, "reason": error.message})
-            return error.frame()
+            if request is not None:
+                error.action = request.action
+            return self._refused(member, error)
 
-    def _rate_limited(self, member: Member, request: object, limited: RateLimited) -> str | None:
-        action = request.action
+    def _refused(self, member: Member, error: ProtocolError) -> str | None:
+        self.metric(f"Error_{error.code}", "Count", 1)
+        log.info("refused frame", extra={"code": error.code, "reason": error.message})
+        # A refused frame is charged too: a flood of bad frames spends the stage's throttle as well.
+        try:
+            self.store.admit(member)
+        except RateLimited as limited:
+            return self._rate_limited(member, error.action or "frame", error.client_id, limited)
+        return error.frame()
+
+    def _rate_limited(
+        self, member: Member, action: str, client_id: str | None, limited: RateLimited
+    ) -> str | None:
         limits = self.limits
         rate, burst = (
             (limits.rate_per_second, limits.rate_burst)
@@ -124,7 +144,6 @@ class ClassroomService:
             else (limits.read_rate_per_second, limits.read_rate_burst)
         )
         self.metric("Error_rate_limited", "Count", 1)
-        client_id = request.id if isinstance(request, Send) else None
         if not limited.flooding:
             return error_frame(
                 "rate_limited",
@@ -192,13 +211,11 @@ class ClassroomService:
         if result.status == "not_member":
             return self._stranger(member, request.id, "send")
         if result.status == "ended":
-            raise ProtocolError(
-                "forbidden", "the class has ended; it reopens when a teacher connects", request.id
-            )
+            raise ProtocolError("ended", "the class has ended; a teacher may reopen it", request.id)
         assert result.published is not None
         published = result.published
         if result.status == "duplicate":
-            return self._resent(member, request, result.seq, result.epoch, published)
+            return self._resent(member, request, result, published)
         if not event_type.persistent:
             frame = self._volatile_frame(member, request, result.server_ms)
             published = Published(published.frames + [frame], published.connection_ids)
@@ -210,17 +227,19 @@ class ClassroomService:
         return None
 
     def _resent(
-        self, member: Member, request: Send, seq: int, epoch: str, published: Published
+        self, member: Member, request: Send, result: PublishResult, published: Published
     ) -> str | None:
         """An idempotent resend. The first attempt may have died (or lost its Redis reply) before its
         fan-out, so the original goes to every member again; their clients drop the copies by seq."""
         self.metric("Resends", "Count", 1)
         if not published.frames:
             # Appended, but no longer in the log (retention, or a log that restarted): say so, by seq.
-            return compact_json({"type": "ack", "id": request.id, "seq": seq, "epoch": epoch})
+            return compact_json({"type": "ack", "id": request.id, "seq": result.seq, "epoch": result.epoch})
         self.deliver(member.classroom_id, published)
         original = self.registry.get(json.loads(published.frames[0]).get("event", ""))
-        if original is not None and original.after_delivery is not None:
+        # An `end` closes the class again only while it is the end in force (not after a reopen).
+        redo = original is not None and (not original.closes_class or result.still_ended)
+        if redo and original.after_delivery is not None:
             original.after_delivery(self, member, published)
         return None
 
@@ -285,11 +304,10 @@ class ClassroomService:
 
     def _pong(self, member: Member, request: Ping) -> str:
         if request.seq is None:
-            self.store.admit(member)  # a bare keep-alive: nothing but the rate check
+            if not self.store.admit(member):  # a bare keep-alive: nothing but the rate check
+                raise NotMember()
             return compact_json({"type": "pong", "ts": self.clock_ms()})
         report = self.store.report(member, request.seq, request.lag_ms)
-        if not report.recorded:
-            return self._stranger(member, None, "ping")
         if request.lag_ms is not None:
             self.metric("MemberLagMs", "Milliseconds", request.lag_ms)
         # 0 or 1 per report: Sum counts the members behind, Average is the fraction behind.
@@ -340,3 +358,7 @@ class ClassroomService:
 
 def _bool(value: bool) -> str:
     return "true" if value else "false"
+
+
+def _client_id(request: object) -> str | None:
+    return request.id if isinstance(request, Send) else None

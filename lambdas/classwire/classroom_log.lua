@@ -5,12 +5,16 @@
 --   cw:{c}:info      HASH  connectionId -> {"userId","role","name","connectedAt"} (JSON)
 --   cw:{c}:users     HASH  userId -> number of live connections
 --   cw:{c}:meta      HASH  seq -> last assigned seq; eid -> that event's id; epoch -> this log's incarnation;
---                          bytes -> frame bytes in the log; ended -> seq of the `end` that closed the class
+--                          bytes -> frame bytes in the log
 --   cw:{c}:log       STREAM id "<seq>-0", fields f (the event frame), e (eid), t (ms)
---   cw:{c}:idem:<#userId>:<userId>:<id>  STRING "<seq>:<epoch>" for idempotent resends (the length prefix
---                          makes the key injective: user "a:b" with id "c" and user "a" with id "b:c" differ)
---   cw:{c}:send:<connectionId> / cw:{c}:read:<connectionId>  HASH  token buckets (tokens, ts): `send`, and
---                          every other action
+--   cw:{c}:ended     STRING seq of the `end` that closed the class, until a teacher reopens it
+--   cw:{c}:idem      HASH  "<#userId>:<userId>:<id>" -> "<seq>:<epoch>" for idempotent resends (the length
+--                          prefix makes it injective: user "a:b" with id "c" and user "a" with id "b:c" differ)
+--   cw:{c}:idem_at   ZSET  the same field -> when it was written (ms); records past the window are dropped.
+--                          Both are written by every send, so under memory pressure they stay warm.
+--   cw:{c}:send:<userId> / cw:{c}:read:<userId> / cw:{c}:join:<userId>  HASH  token buckets (tokens, ts) per
+--                          user: `send`, every other action, and $connect. They outlive the user's
+--                          connections, so reconnecting does not refill them.
 --   cw:{c}:lag       HASH  connectionId -> "<seq>:<lagMs>:<ts>:<behind>", the member's last telemetry report
 --                          (lagMs '' when the client had none; behind = the classroom's last seq - seq then)
 -- Every event carries its own eid, its predecessor's (prev) and the log's epoch, so a client holding an
@@ -30,17 +34,22 @@ local function json_str(s) return cjson.encode(s) end
 
 -- At most this many entries are trimmed per append (a lowered limit catches up over later appends).
 local MAX_TRIM_BATCHES = 8
+-- A sync reads the log this many entries at a time, so its work is bounded by the page's byte budget,
+-- not by its `limit` (a thousand 16 KB frames read to send two would stall Redis for everyone).
+local SYNC_CHUNK = 8
+-- Idempotency records past the window dropped per send (amortised, like the trim).
+local MAX_IDEM_DROPS = 32
 
 -- Retention arguments: max events, max age (ms), max frame bytes.
 local function retention_at(i)
   return {events = tonumber(ARGV[i]), age_ms = tonumber(ARGV[i + 1]), bytes = tonumber(ARGV[i + 2])}
 end
 
--- Token bucket of one connection and kind: refills at `rate` per second up to `burst`. A refused frame
--- costs a token too, down to -burst: a client that honours retryAfterMs never gets near it, one that keeps
--- flooding does. Returns 0 (admitted), the ms to wait, or -1 (flooding: close the connection).
-local function admit(c, conn, kind, rate, burst, ts)
-  local bucket = key(c, kind .. ':' .. conn)
+-- Token bucket of one user and kind: refills at `rate` per second up to `burst`. A refused frame costs a
+-- token too, down to -burst: a client that honours retryAfterMs never gets near it, one that keeps flooding
+-- does. Returns 0 (admitted), the ms to wait, or -1 (flooding: close the connection).
+local function admit(c, user, kind, rate, burst, ts)
+  local bucket = key(c, kind .. ':' .. user)
   local state = redis.call('HMGET', bucket, 'tokens', 'ts')
   local tokens = tonumber(state[1]) or burst
   local last = tonumber(state[2]) or ts
@@ -66,7 +75,8 @@ local function trim(meta, log, ts, retention)
     local kept = false
     for _, entry in ipairs(batch) do
       local fields = entry[2]  -- f, frame, e, eid, t, ms
-      if length > retention.events or bytes > retention.bytes or tonumber(fields[6]) < cutoff then
+      local over = length > retention.events or bytes > retention.bytes or tonumber(fields[6]) < cutoff
+      if over and length > 1 then  -- the newest entry always stays
         length, bytes, last_dropped = length - 1, bytes - #fields[2], entry[1]
       else
         kept = true
@@ -86,13 +96,19 @@ end
 -- "from","role","name" part; data is raw JSON text.
 local function append(c, id_json, head, event, data, nonce, ts, clock, retention)
   local meta, log = key(c, 'meta'), key(c, 'log')
-  local epoch = redis.call('HGET', meta, 'epoch')
-  if not epoch then
-    -- A log starting (again: expired, evicted, or a replica that never had it) is a new incarnation. What
-    -- is left of an earlier one is dropped, so seq 1 can follow it.
+  local epoch, counted = unpack(redis.call('HMGET', meta, 'epoch', 'seq'))
+  local logged = redis.call('EXISTS', log) == 1
+  if not epoch or (counted and not logged) then
     epoch = string.sub(redis.sha1hex('epoch:' .. c .. ':' .. clock .. ':' .. nonce), 1, 16)
-    redis.call('DEL', log, meta)
-    redis.call('HSET', meta, 'epoch', epoch)
+    if counted and logged then
+      -- Written before logs had epochs: the same log, now named.
+      redis.call('HSET', meta, 'epoch', epoch)
+    else
+      -- A log starting (again: expired, or its stream evicted, or a replica that never had it) is a new
+      -- incarnation; what is left of an earlier one goes, so seq 1 can follow it.
+      redis.call('DEL', log, meta)
+      redis.call('HSET', meta, 'epoch', epoch)
+    end
   end
   local seq = redis.call('HINCRBY', meta, 'seq', 1)
   local prev = redis.call('HGET', meta, 'eid') or ''
@@ -120,7 +136,6 @@ end
 local function remove_member(c, conn, nonce, ts, clock, retention)
   local info_json = redis.call('HGET', key(c, 'info'), conn)
   redis.call('ZREM', key(c, 'members'), conn)
-  redis.call('DEL', key(c, 'send:' .. conn), key(c, 'read:' .. conn))
   redis.call('HDEL', key(c, 'lag'), conn)
   if not info_json then return nil end
   redis.call('HDEL', key(c, 'info'), conn)
@@ -155,26 +170,40 @@ local function hmget_all(hash, fields)
   return values
 end
 
+-- Whether a connection is a live member; reads its registry entries too, so a classroom in session keeps
+-- them recently used and memory pressure evicts idle classrooms' keys first.
+local function is_member(c, conn, user, ts)
+  redis.call('HEXISTS', key(c, 'info'), conn)
+  redis.call('HEXISTS', key(c, 'users'), user)
+  local score = redis.call('ZSCORE', key(c, 'members'), conn)
+  return score and tonumber(score) > ts
+end
+
 local function last_seq_and_epoch(c)
   local meta = redis.call('HMGET', key(c, 'meta'), 'seq', 'epoch')
   return tonumber(meta[1] or '0'), meta[2] or ''
 end
 
 --@script join
--- ARGV: classroom, connectionId, info JSON, userId, role, ttl ms, nonce, max connections per user,
---       max connections per classroom, max_events, max_age_ms, max_bytes
--- Returns {'ok', frames, members} or {'refused', reason}: 'ended' (a student, after `end`, before a teacher
--- connects again), 'user_limit' or 'classroom_full'.
+-- ARGV: classroom, connectionId, info JSON, userId, role, reopen (1: a teacher reopening an ended class),
+--       ttl ms, nonce, max connections per user, max connections per classroom, connect rate per second,
+--       connect burst, max_events, max_age_ms, max_bytes
+-- Returns {'ok', frames, members} or {'refused', reason}: 'ended' (after `end`, until a teacher reopens the
+-- class), 'user_limit', 'classroom_full' or 'too_fast' (the user's connects past their rate).
 local c, conn, info_json, user, role = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local ttl, nonce, per_user, per_classroom = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
-local retention = retention_at(10)
+local reopen, ttl, nonce = ARGV[6] == '1' and ARGV[5] == 'teacher', tonumber(ARGV[7]), ARGV[8]
+local per_user, per_classroom = tonumber(ARGV[9]), tonumber(ARGV[10])
+local connect_rate, connect_burst = tonumber(ARGV[11]), tonumber(ARGV[12])
+local retention = retention_at(13)
 local ts, clock = now_ms()
 local frames = {}
 prune_expired(c, frames, nonce, ts, clock, retention)
 if not redis.call('ZSCORE', key(c, 'members'), conn) then
-  if redis.call('HEXISTS', key(c, 'meta'), 'ended') == 1 then
+  -- Every refusal is decided before anything is written.
+  if admit(c, user, 'join', connect_rate, connect_burst, ts) ~= 0 then return {'refused', 'too_fast'} end
+  local ended = redis.call('EXISTS', key(c, 'ended')) == 1
+  if ended and not reopen then
     if role ~= 'teacher' then return {'refused', 'ended'} end
-    redis.call('HDEL', key(c, 'meta'), 'ended')  -- a teacher's return reopens the class
   end
   if tonumber(redis.call('HGET', key(c, 'users'), user) or '0') >= per_user then
     return {'refused', 'user_limit'}
@@ -184,9 +213,12 @@ if not redis.call('ZSCORE', key(c, 'members'), conn) then
   redis.call('HSET', key(c, 'info'), conn, info_json)
   local count = redis.call('HINCRBY', key(c, 'users'), user, 1)
   for _, k in ipairs({'members', 'info', 'users'}) do redis.call('PEXPIRE', key(c, k), ttl) end
-  local head = member_head(info_json)
-  table.insert(frames, (append(c, 'null', head, 'join', '{"connections":' .. count .. '}', nonce,
-    ts, clock, retention)))
+  local data = '{"connections":' .. count .. '}'
+  if ended and reopen then
+    redis.call('DEL', key(c, 'ended'))
+    data = '{"connections":' .. count .. ',"reopened":true}'  -- what the clients read as "not ended"
+  end
+  table.insert(frames, (append(c, 'null', member_head(info_json), 'join', data, nonce, ts, clock, retention)))
 end
 return {'ok', frames, members(c)}
 
@@ -211,57 +243,65 @@ return {frames, members(c)}
 
 --@script publish
 -- ARGV: classroom, connectionId, userId, role, id, id JSON, event, data JSON, persistent (1/0),
---       closes the class (1/0), rate per second, burst, idempotency ttl s, sender head, nonce,
---       max_events, max_age_ms, max_bytes
--- Returns {'ok', seq, frames, members, ts}, {'duplicate', seq, epoch, frame or '', members},
--- {'rate_limited', ms or -1}, {'not_member'} or {'ended'}.
+--       closes the class (1/0), rate per second, burst, idempotency window ms, sender head, nonce,
+--       ended ttl ms, max_events, max_age_ms, max_bytes
+-- Returns {'ok', seq, frames, members, ts}, {'duplicate', seq, epoch, frame or '', members, still ended by it
+-- (1/0)}, {'rate_limited', ms or -1}, {'not_member'} or {'ended'}.
 local c, conn, user, role, id, id_json = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local event, data, persistent, closes = ARGV[7], ARGV[8], ARGV[9] == '1', ARGV[10] == '1'
-local rate, burst, idem_ttl = tonumber(ARGV[11]), tonumber(ARGV[12]), ARGV[13]
-local head, nonce = ARGV[14], ARGV[15]
-local retention = retention_at(16)
+local rate, burst, window = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local head, nonce, ended_ttl = ARGV[14], ARGV[15], tonumber(ARGV[16])
+local retention = retention_at(17)
 local ts, clock = now_ms()
-local score = redis.call('ZSCORE', key(c, 'members'), conn)
-if not score or tonumber(score) <= ts then return {'not_member'} end
+if not is_member(c, conn, user, ts) then return {'not_member'} end
 -- Resends are charged too: answering one fans the event out again.
-local wait = admit(c, conn, 'send', rate, burst, ts)
+local wait = admit(c, user, 'send', rate, burst, ts)
 if wait ~= 0 then return {'rate_limited', wait} end
-local idem = key(c, 'idem:' .. #user .. ':' .. user .. ':' .. id)
+local idem, idem_at = key(c, 'idem'), key(c, 'idem_at')
+local record = #user .. ':' .. user .. ':' .. id
 if persistent then
-  local seen = redis.call('GET', idem)
+  local seen = redis.call('HGET', idem, record)
   if seen then
     local seq, epoch = string.match(seen, '^(%d+):(%x*)$')
-    if not seq then seq, epoch = seen, '' end  -- a record written before logs had epochs
     local frame = ''
     if epoch == redis.call('HGET', key(c, 'meta'), 'epoch') then
       local entry = redis.call('XRANGE', key(c, 'log'), seq .. '-0', seq .. '-0')
       if #entry > 0 then frame = entry[1][2][2] end
     end
-    return {'duplicate', tonumber(seq), epoch, frame, members(c)}
+    local ended_by_it = redis.call('GET', key(c, 'ended')) == seq
+    return {'duplicate', tonumber(seq), epoch, frame, members(c), ended_by_it and 1 or 0}
   end
 end
-if role ~= 'teacher' and redis.call('HEXISTS', key(c, 'meta'), 'ended') == 1 then return {'ended'} end
+if role ~= 'teacher' and redis.call('EXISTS', key(c, 'ended')) == 1 then return {'ended'} end
 local frames = {}
 prune_expired(c, frames, nonce, ts, clock, retention)
 local seq = 0
 if persistent then
   local frame, epoch
   frame, seq, epoch = append(c, id_json, head, event, data, nonce, ts, clock, retention)
-  redis.call('SET', idem, seq .. ':' .. epoch, 'EX', idem_ttl)
+  redis.call('HSET', idem, record, seq .. ':' .. epoch)
+  redis.call('ZADD', idem_at, ts, record)
+  local expired = redis.call('ZRANGEBYSCORE', idem_at, '-inf', ts - window, 'LIMIT', 0, MAX_IDEM_DROPS)
+  if #expired > 0 then
+    redis.call('HDEL', idem, unpack(expired))
+    redis.call('ZREM', idem_at, unpack(expired))
+  end
+  redis.call('PEXPIRE', idem, window)
+  redis.call('PEXPIRE', idem_at, window)
   -- Recorded with the append, so the class is ended even if this invocation dies before its fan-out.
-  if closes then redis.call('HSET', key(c, 'meta'), 'ended', seq) end
+  if closes then redis.call('SET', key(c, 'ended'), seq, 'PX', ended_ttl) end
   table.insert(frames, frame)
 end
 return {'ok', seq, frames, members(c), ts}
 
 --@script sync
--- ARGV: classroom, connectionId, since, since eid ('' when unknown), epoch ('' when unknown), limit,
+-- ARGV: classroom, connectionId, userId, since, since eid ('' when unknown), epoch ('' when unknown), limit,
 --       byte budget, rate per second, burst
 -- Returns {reset 1/0, last included seq, more 1/0, frames, epoch} or {'rate_limited', ms or -1}.
-local c, conn, since, since_eid, want_epoch = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local limit, budget = tonumber(ARGV[6]), tonumber(ARGV[7])
+local c, conn, user, since, since_eid = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local want_epoch, limit, budget = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local ts = now_ms()
-local wait = admit(c, conn, 'read', tonumber(ARGV[8]), tonumber(ARGV[9]), ts)
+local wait = admit(c, user, 'read', tonumber(ARGV[9]), tonumber(ARGV[10]), ts)
 if wait ~= 0 then return {'rate_limited', wait} end
 local log = key(c, 'log')
 local last, epoch = last_seq_and_epoch(c)
@@ -279,57 +319,59 @@ elseif since_eid ~= '' and since == first - 1 and #head_entry > 0 then
   -- frame's first such member: what comes before it is server-written.)
   if string.match(head_entry[1][2][2], '"prev":"(%x*)"') ~= since_eid then reset = true end
 end
-local start = since + 1
-if reset then start = first end
-local entries = redis.call('XRANGE', log, start .. '-0', '+', 'COUNT', limit + 1)
+local start = (reset and first or since + 1) .. '-0'
 local frames, used, included = {}, 0, (reset and last or since)
-local more = false
-for i, entry in ipairs(entries) do
-  local frame = entry[2][2]
-  if i > limit or (#frames > 0 and used + #frame + 1 > budget) then more = true; break end
-  table.insert(frames, frame)
-  used = used + #frame + 1
-  included = tonumber(string.match(entry[1], '^(%d+)'))
+local more, full = false, false
+while not full do
+  local chunk = redis.call('XRANGE', log, start, '+', 'COUNT', SYNC_CHUNK)
+  for _, entry in ipairs(chunk) do
+    local frame = entry[2][2]
+    if #frames >= limit or (#frames > 0 and used + #frame + 1 > budget) then
+      more, full = true, true
+      break
+    end
+    table.insert(frames, frame)
+    used = used + #frame + 1
+    included = tonumber(string.match(entry[1], '^(%d+)'))
+  end
+  if #chunk < SYNC_CHUNK then break end
+  start = '(' .. chunk[#chunk][1]
 end
 if reset and #frames == 0 then included = last end
 return {reset and 1 or 0, included, more and 1 or 0, frames, epoch}
 
 --@script roster
--- ARGV: classroom, connectionId, rate per second, burst.
+-- ARGV: classroom, connectionId, userId, rate per second, burst.
 -- Returns the server time, then the info JSON and the telemetry of every live connection, or
 -- {'rate_limited', ms or -1}.
-local c, conn = ARGV[1], ARGV[2]
+local c, conn, user = ARGV[1], ARGV[2], ARGV[3]
 local ts = now_ms()
-local wait = admit(c, conn, 'read', tonumber(ARGV[3]), tonumber(ARGV[4]), ts)
+local wait = admit(c, user, 'read', tonumber(ARGV[4]), tonumber(ARGV[5]), ts)
 if wait ~= 0 then return {'rate_limited', wait} end
 local live = redis.call('ZRANGEBYSCORE', key(c, 'members'), '(' .. ts, '+inf')
 return {ts, hmget_all(key(c, 'info'), live), hmget_all(key(c, 'lag'), live)}
 
 --@script report
--- ARGV: classroom, connectionId, seq, lagMs ('' when unknown), ttl ms, rate per second, burst.
--- Records a member's telemetry (piggybacked on its ping); returns {1, last seq, epoch}, {0, last seq, epoch}
--- for a connection that is no longer a member (nothing recorded, so a pruned connection leaves no trace),
--- or {'rate_limited', ms or -1}.
-local c, conn, seq, lag, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+-- ARGV: classroom, connectionId, userId, seq, lagMs ('' when unknown), ttl ms, rate per second, burst.
+-- Records a member's telemetry (piggybacked on its ping); returns {last seq, epoch}, {'rate_limited', ms or
+-- -1}, or {'not_member'} (nothing recorded, so a pruned connection leaves no trace).
+local c, conn, user, seq, lag, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 local ts = now_ms()
-local wait = admit(c, conn, 'read', tonumber(ARGV[6]), tonumber(ARGV[7]), ts)
+local wait = admit(c, user, 'read', tonumber(ARGV[7]), tonumber(ARGV[8]), ts)
 if wait ~= 0 then return {'rate_limited', wait} end
+if not is_member(c, conn, user, ts) then return {'not_member'} end
 local last, epoch = last_seq_and_epoch(c)
-local score = redis.call('ZSCORE', key(c, 'members'), conn)
-if not score or tonumber(score) <= ts then return {0, last, epoch} end
--- A client ahead of the log (it holds events a failover lost) is not behind; its next sync resets it.
+-- A client ahead of the log (it holds events a failover lost) is not behind; its pong's `last` tells it.
 local behind = math.max(0, last - seq)
-redis.call('HSET', key(c, 'lag'), conn, ARGV[3] .. ':' .. lag .. ':' .. string.format('%d:%d', ts, behind))
+redis.call('HSET', key(c, 'lag'), conn, ARGV[4] .. ':' .. lag .. ':' .. string.format('%d:%d', ts, behind))
 redis.call('PEXPIRE', key(c, 'lag'), ttl)
-return {1, last, epoch}
+return {last, epoch}
 
 --@script admit
--- ARGV: classroom, connectionId, rate per second, burst. A bare keep-alive's rate check: {0} or
--- {'rate_limited', ms or -1}.
+-- ARGV: classroom, connectionId, userId, rate per second, burst. The rate check of a frame that needs
+-- nothing else (a bare ping, a refused frame): {1 member / 0 not a member} or {'rate_limited', ms or -1}.
+local c, conn, user = ARGV[1], ARGV[2], ARGV[3]
 local ts = now_ms()
-local wait = admit(ARGV[1], ARGV[2], 'read', tonumber(ARGV[3]), tonumber(ARGV[4]), ts)
+local wait = admit(c, user, 'read', tonumber(ARGV[4]), tonumber(ARGV[5]), ts)
 if wait ~= 0 then return {'rate_limited', wait} end
--- Read for its side effect: a live classroom's registry stays recently used, so under memory pressure
--- the cache evicts idle classrooms' keys before it.
-redis.call('ZSCORE', key(ARGV[1], 'members'), ARGV[2])
-return {0}
+return {is_member(c, conn, user, ts) and 1 or 0}

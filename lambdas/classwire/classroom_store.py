@@ -15,6 +15,7 @@ import redis
 from classwire.settings import (
     CONNECTING_GRACE_SECONDS,
     CONNECTION_TTL_SECONDS,
+    ENDED_TTL_SECONDS,
     IDEMPOTENCY_WINDOW_SECONDS,
     TELEMETRY_FRESH_SECONDS,
     Limits,
@@ -50,12 +51,16 @@ class Published:
 
 
 class JoinRefused(Exception):
-    """$connect refused: `ended` (a student, after `end`, before a teacher returns), `user_limit` (the
-    user's connections in the classroom) or `classroom_full`."""
+    """$connect refused: `ended` (a student, after `end`, until a teacher reopens the class), `user_limit`
+    (the user's connections to the classroom), `classroom_full` or `too_fast` (the user's connect rate)."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class NotMember(Exception):
+    """The connection is not (any longer) in the classroom's registry: pruned, or its entry evicted."""
 
 
 class RateLimited(Exception):
@@ -74,8 +79,10 @@ class PublishResult:
     status: str
     seq: int = 0
     published: Published | None = None
-    # For a duplicate: the epoch it was appended in; `published.frames` is empty when it is no longer logged.
+    # For a duplicate: the epoch it was appended in; `published.frames` is empty when it is no longer logged;
+    # `still_ended` when it is the `end` that keeps the class ended (its closing may be redone).
     epoch: str = ""
+    still_ended: bool = False
     server_ms: int = 0
 
 
@@ -90,13 +97,12 @@ class SyncPage:
 
 @dataclass(frozen=True)
 class Report:
-    """A telemetry report: the classroom's last seq and epoch, how far behind that the member was, and
-    whether it was recorded (not for a connection that is no longer a member)."""
+    """A recorded telemetry report: the classroom's last seq and epoch, and how far behind that the member
+    was."""
 
     last: int
     behind: int
     epoch: str
-    recorded: bool
 
 
 class ClassroomStore:
@@ -105,8 +111,9 @@ class ClassroomStore:
         self._limits = limits
         self._scripts = {name: client.register_script(source) for name, source in _SCRIPTS.items()}
 
-    def join(self, member: Member, connected_at_ms: int) -> Published:
-        """Registers the connection and appends its join; raises JoinRefused."""
+    def join(self, member: Member, connected_at_ms: int, reopen: bool = False) -> Published:
+        """Registers the connection and appends its join (`reopen`: a teacher reopening an ended class);
+        raises JoinRefused."""
         reply = self._run(
             "join",
             member.classroom_id,
@@ -114,10 +121,13 @@ class ClassroomStore:
             member.info_json(connected_at_ms),
             member.user_id,
             member.role,
+            1 if reopen else 0,
             CONNECTION_TTL_SECONDS * 1000,
             _nonce(),
             self._limits.max_connections_per_user,
             self._limits.max_connections_per_classroom,
+            self._limits.connect_rate_per_second,
+            self._limits.connect_burst,
             *self._retention(),
         )
         if _text(reply[0]) == "refused":
@@ -170,9 +180,10 @@ class ClassroomStore:
             1 if closes_class else 0,
             self._limits.rate_per_second,
             self._limits.rate_burst,
-            IDEMPOTENCY_WINDOW_SECONDS,
+            IDEMPOTENCY_WINDOW_SECONDS * 1000,
             sender.head_json(),
             _nonce(),
+            ENDED_TTL_SECONDS * 1000,
             *self._retention(),
         )
         status = _text(reply[0])
@@ -182,9 +193,15 @@ class ClassroomStore:
                 "ok", int(seq), Published(_texts(frames), _texts(conns)), server_ms=int(server_ms)
             )
         if status == "duplicate":
-            _, seq, epoch, frame, conns = reply
+            _, seq, epoch, frame, conns, still_ended = reply
             frames = [_text(frame)] if frame else []
-            return PublishResult("duplicate", int(seq), Published(frames, _texts(conns)), epoch=_text(epoch))
+            return PublishResult(
+                "duplicate",
+                int(seq),
+                Published(frames, _texts(conns)),
+                epoch=_text(epoch),
+                still_ended=bool(still_ended),
+            )
         if status == "rate_limited":
             raise RateLimited(int(reply[1]))
         return PublishResult(status)
@@ -197,6 +214,7 @@ class ClassroomStore:
             "sync",
             member.classroom_id,
             member.connection_id,
+            member.user_id,
             since,
             since_eid,
             epoch,
@@ -204,34 +222,42 @@ class ClassroomStore:
             budget_bytes,
             *self._read_rate(),
         )
-        _raise_if_limited(reply)
+        _raise_if_refused(reply)
         reset, last, more, frames, log_epoch = reply
         return SyncPage(_texts(frames), int(last), bool(more), bool(reset), _text(log_epoch))
 
     def report(self, member: Member, seq: int, lag_ms: int | None) -> Report:
-        """Records a member's telemetry (last applied seq, measured lag); raises RateLimited."""
+        """Records a member's telemetry (last applied seq, measured lag); raises RateLimited and NotMember."""
         reply = self._run(
             "report",
             member.classroom_id,
             member.connection_id,
+            member.user_id,
             seq,
             "" if lag_ms is None else lag_ms,
             CONNECTION_TTL_SECONDS * 1000,
             *self._read_rate(),
         )
-        _raise_if_limited(reply)
-        recorded, last, epoch = reply
-        return Report(int(last), max(0, int(last) - seq), _text(epoch), bool(recorded))
+        _raise_if_refused(reply)
+        last, epoch = reply
+        return Report(int(last), max(0, int(last) - seq), _text(epoch))
 
-    def admit(self, member: Member) -> None:
-        """The rate check of an action that needs nothing else from Redis (a bare ping)."""
-        _raise_if_limited(self._run("admit", member.classroom_id, member.connection_id, *self._read_rate()))
+    def admit(self, member: Member) -> bool:
+        """The rate check of a frame that needs nothing else from Redis (a bare ping, a refused frame);
+        raises RateLimited. Returns whether the connection is a member."""
+        reply = self._run(
+            "admit", member.classroom_id, member.connection_id, member.user_id, *self._read_rate()
+        )
+        _raise_if_refused(reply)
+        return bool(reply[0])
 
     def roster(self, member: Member) -> list[dict]:
         """Live connections' {userId, role, name, connectedAt, lagMs, behind}, one entry per connection;
         lagMs and behind are None unless the connection reported telemetry recently. Raises RateLimited."""
-        reply = self._run("roster", member.classroom_id, member.connection_id, *self._read_rate())
-        _raise_if_limited(reply)
+        reply = self._run(
+            "roster", member.classroom_id, member.connection_id, member.user_id, *self._read_rate()
+        )
+        _raise_if_refused(reply)
         now_ms, infos, reports = reply
         fresh_after = int(now_ms) - TELEMETRY_FRESH_SECONDS * 1000
         connections = []
@@ -260,9 +286,12 @@ class ClassroomStore:
         return self._scripts[script](keys=[f"cw:{{{classroom_id}}}:meta"], args=[classroom_id, *args])
 
 
-def _raise_if_limited(reply: list) -> None:
-    if reply and isinstance(reply[0], bytes | str) and _text(reply[0]) == "rate_limited":
+def _raise_if_refused(reply: list) -> None:
+    status = _text(reply[0]) if reply and isinstance(reply[0], bytes | str) else ""
+    if status == "rate_limited":
         raise RateLimited(int(reply[1]))
+    if status == "not_member":
+        raise NotMember()
 
 
 def _load_scripts() -> dict[str, str]:

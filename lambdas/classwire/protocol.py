@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from classwire.settings import FRAME_LIMIT_BYTES
 
-ERROR_CODES = ("bad_request", "unknown_action", "forbidden", "too_large", "rate_limited", "internal")
+ERROR_CODES = ("bad_request", "unknown_action", "forbidden", "too_large", "rate_limited", "ended", "internal")
 ACTIONS = ("send", "sync", "who", "ping")
 MAX_CLIENT_ID_CHARS = 64
 MAX_SYNC_LIMIT = 1000

@@ -13,6 +13,8 @@ ROUTE_SELECTION_EXPRESSION = "$request.body.action"
 # Browsers cannot set headers on a WebSocket, so the JWT travels in the query string.
 TOKEN_QUERY_PARAMETER = "token"
 CLASSROOM_QUERY_PARAMETER = "classroom"
+# `reopen=1` on a teacher's $connect reopens an ended class (its own reconnects never do).
+REOPEN_QUERY_PARAMETER = "reopen"
 AUTHORIZER_IDENTITY_SOURCE = f"route.request.querystring.{TOKEN_QUERY_PARAMETER}"
 
 

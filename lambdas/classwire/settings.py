@@ -20,6 +20,8 @@ CONNECTING_GRACE_SECONDS = 30
 # resend an id more than RESEND_WINDOW_SECONDS after its first attempt, so a resend always finds its record.
 IDEMPOTENCY_WINDOW_SECONDS = 15 * 60
 RESEND_WINDOW_SECONDS = 10 * 60
+# An ended class stays ended this long unless a teacher reopens it (a week: past any reuse of its id).
+ENDED_TTL_SECONDS = 7 * 24 * 3600
 # Clients piggyback delivery telemetry on a ping this often (the client libraries' default); a report
 # older than two intervals is stale, so a member whose client stopped reporting shows as unknown.
 TELEMETRY_INTERVAL_SECONDS = 30
@@ -38,12 +40,16 @@ class Limits:
     """What one user, connection or classroom may use (README, "Limits"); every bound has its error."""
 
     max_data_bytes: int = 16 * 1024
-    # `send`, per connection; a connection that keeps sending past its limit is closed.
+    # `send`, per user and classroom (over all the user's connections); a connection that keeps sending
+    # past it is closed, and reconnecting does not refill it.
     rate_per_second: float = 20.0
     rate_burst: int = 40
-    # Every other action (sync, who, ping), per connection, in a bucket of its own.
+    # Every other action (sync, who, ping, and refused frames), per user and classroom, in its own bucket.
     read_rate_per_second: float = 10.0
     read_rate_burst: int = 60
+    # $connect per user and classroom: closing a flooder must not be undone by reconnecting at once.
+    connect_rate_per_second: float = 0.5
+    connect_burst: int = 10
     log_max_events: int = 10_000
     log_max_age_seconds: int = 24 * 3600
     # Frame bytes one classroom log may hold; the oldest events go first.
@@ -186,6 +192,8 @@ _VARIABLES: dict[str, str] = {
     "CLASSWIRE_RATE_BURST": "limits.rate_burst",
     "CLASSWIRE_READ_RATE_PER_SECOND": "limits.read_rate_per_second",
     "CLASSWIRE_READ_RATE_BURST": "limits.read_rate_burst",
+    "CLASSWIRE_CONNECT_RATE_PER_SECOND": "limits.connect_rate_per_second",
+    "CLASSWIRE_CONNECT_BURST": "limits.connect_burst",
     "CLASSWIRE_LOG_MAX_EVENTS": "limits.log_max_events",
     "CLASSWIRE_LOG_MAX_AGE_SECONDS": "limits.log_max_age_seconds",
     "CLASSWIRE_LOG_MAX_BYTES": "limits.log_max_bytes",

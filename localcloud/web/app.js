@@ -492,6 +492,8 @@ async function start() {
     url: socketUrl,
     classroom: me.classroom,
     user: me.user,
+    // Opening the page as a teacher is the explicit act that reopens an ended class (reconnects never do).
+    reopen: me.role === "teacher",
     // A fresh token per connection: a long class outlives a token's expiry.
     token: async () => {
       if (fresh) {

@@ -4,6 +4,7 @@ time (tests/clients/fake_network.py): the protocol changes of issue 11, one beha
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -406,8 +407,9 @@ def test_a_429_after_being_live_backs_off_and_reconnects(monkeypatch):
 # -- ended -------------------------------------------------------------------------------------------
 
 
-def member_event(seq: int, kind: str, role: str, **fields) -> dict:
-    return event(seq, event=kind, role=role, data={"connections": 1} if kind == "join" else {}, **fields)
+def member_event(seq: int, kind: str, role: str, reopened: bool = False, **fields) -> dict:
+    data = {"connections": 1, **({"reopened": True} if reopened else {})} if kind == "join" else {}
+    return event(seq, event=kind, role=role, data=data, **fields)
 
 
 @pytest.mark.parametrize(
@@ -415,20 +417,22 @@ def member_event(seq: int, kind: str, role: str, **fields) -> dict:
     [
         ([member_event(1, "end", "teacher")], True),
         ([member_event(1, "end", "teacher"), member_event(2, "join", "student")], True),
-        # The classroom id was reused: a teacher joined after the old `end`.
-        ([member_event(1, "end", "teacher"), member_event(2, "join", "teacher")], False),
+        # A teacher's own reconnect after its `end` does not reopen the class.
+        ([member_event(1, "end", "teacher"), member_event(2, "join", "teacher")], True),
+        # The classroom was reopened (a teacher connected with reopen): not ended.
+        ([member_event(1, "end", "teacher"), member_event(2, "join", "teacher", reopened=True)], False),
         (
             [
                 member_event(1, "end", "teacher"),
-                member_event(2, "join", "teacher"),
+                member_event(2, "join", "teacher", reopened=True),
                 member_event(3, "end", "teacher"),
             ],
             True,
         ),
     ],
-    ids=["end", "end-then-student-join", "end-then-teacher-join", "reopened-then-ended"],
+    ids=["end", "end-then-student-join", "end-then-teacher-join", "end-then-reopen", "reopened-then-ended"],
 )
-def test_a_replayed_history_ends_the_client_once_caught_up_only_if_no_teacher_joined_after_the_end(
+def test_a_replayed_history_ends_the_client_once_caught_up_unless_the_class_was_reopened_after_the_end(
     history, ended
 ):
     async def scenario(client, network):
@@ -478,3 +482,36 @@ def test_a_live_end_ends_the_client_at_once():
             await client.send("chat", {})
 
     play(scenario)
+
+
+def test_a_teacher_asks_to_reopen_on_its_first_connection_only_and_a_send_refused_ended_ends_it():
+    async def scenario(client, network):
+        client.reopen = True
+        ws = await connected(client, network, [event(1)])
+        assert "reopen=1" in ws.url
+        ws.cut()
+        await settle(5)
+        again = network.current
+        assert "reopen" not in again.url
+        again.deliver(page([]))
+        await settle()
+        sending = asyncio.ensure_future(client.send("chat", {"text": "late"}))
+        await settle()
+        sent = again.frames("send")[-1]
+        again.deliver(
+            {"type": "error", "code": "ended", "message": "ended", "id": sent["id"], "action": "send"}
+        )
+        await settle()
+        assert client.ended
+        with pytest.raises(Refused):
+            await asyncio.wait_for(sending, 1)
+
+    play(scenario)
+
+
+def test_the_user_comes_from_the_token_and_an_ack_must_match_the_event_too():
+    import base64
+
+    claims = base64.urlsafe_b64encode(json.dumps({"sub": "zoe"}).encode()).rstrip(b"=").decode()
+    client = ClasswireClient(url="ws://x", token=f"h.{claims}.s", classroom="c1")
+    assert client.user_id == "zoe"

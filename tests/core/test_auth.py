@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from classwire.auth import Forbidden, Grant, JwksKeys, TokenVerifier, Unauthenticated
+from classwire.auth import Forbidden, Grant, JwksKeys, KeysUnavailable, TokenVerifier, Unauthenticated
 from classwire.settings import JwtSettings
 from tests.support.jwks import JwksServer, public_jwk
 
@@ -183,3 +183,22 @@ def test_a_key_removed_from_the_jwks_is_refused_within_the_lifespan_and_a_new_ki
         assert len(idp.hits) - fetches <= 1
     finally:
         idp.close()
+
+
+def test_while_the_jwks_cannot_be_fetched_recent_keys_verify_and_then_it_is_a_server_error():
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    idp = JwksServer({"keys": [public_jwk(key, "k1", "RS256")]})
+    now = [0.0]
+    keys = JwksKeys(
+        idp.url, lifespan_seconds=1, refresh_cooldown_seconds=0, stale_seconds=60, clock=lambda: now[0]
+    )
+    verifier = TokenVerifier(JwtSettings(algorithms=("RS256",), jwks_url=idp.url), keys)
+    token = jwt.encode(claims(iss=None, aud=None), key, algorithm="RS256", headers={"kid": "k1"})
+    assert verifier.verify(token, "room-1").user_id == "alice"
+    idp.close()  # the identity provider is down
+    time.sleep(1.1)  # the cached JWKS has lapsed
+    now[0] = 30.0
+    assert verifier.verify(token, "room-1").user_id == "alice"  # a valid token is not refused as 401
+    now[0] = 120.0
+    with pytest.raises(KeysUnavailable):
+        verifier.verify(token, "room-1")

@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from classwire.classroom_store import ClassroomStore, JoinRefused, Member, RateLimited, Report
+from classwire.classroom_store import ClassroomStore, JoinRefused, Member, NotMember, RateLimited, Report
 from classwire.settings import (
     CONNECTION_TTL_SECONDS,
     IDEMPOTENCY_WINDOW_SECONDS,
@@ -267,8 +267,8 @@ def test_a_report_records_how_far_behind_a_member_is_and_the_roster_shows_it(sto
         store.publish(teacher, f"m{n}", "chat", "1", True)
     last = 6  # three joins, three chats
     epoch = log_epoch(store, "room-1")
-    assert store.report(behind, last - 2, 340) == Report(last, 2, epoch, True)
-    assert store.report(teacher, last, None) == Report(last, 0, epoch, True)
+    assert store.report(behind, last - 2, 340) == Report(last, 2, epoch)
+    assert store.report(teacher, last, None) == Report(last, 0, epoch)
     roster = {m["userId"]: (m["lagMs"], m["behind"]) for m in roster_of(store, "room-1")}
     assert roster == {"user-0": (None, 0), "user-1": (340, 2), "user-2": (None, None)}
     # The telemetry hash lives as long as the connections it describes.
@@ -280,7 +280,7 @@ def test_a_client_ahead_of_the_log_is_not_behind(store):
     store.join(alice, 0)
     # It holds events a failover lost; its next sync resets it.
     epoch = log_epoch(store, "room-1")
-    assert store.report(alice, 99, 10) == Report(1, 0, epoch, True)
+    assert store.report(alice, 99, 10) == Report(1, 0, epoch)
 
 
 def test_stale_telemetry_is_ignored(store, redis_client):
@@ -309,8 +309,9 @@ def test_telemetry_is_removed_with_the_member_on_leave_and_prune(store, redis_cl
     store.join(carol, 0)
     assert redis_client.hlen("cw:{room-1}:lag") == 0
     # A connection that is no longer a member records nothing.
-    assert not store.report(bob, 2, 10).recorded
-    assert not store.report(alice, 2, 10).recorded
+    for gone in (bob, alice):
+        with pytest.raises(NotMember):
+            store.report(gone, 2, 10)
     assert redis_client.hlen("cw:{room-1}:lag") == 0
 
 
@@ -323,7 +324,7 @@ def test_a_report_and_a_roster_are_one_round_trip_whatever_the_room_size(store, 
     roster_of(store, "room-1")
     epoch = log_epoch(store, "room-1")
     before = _calls(redis_client)
-    assert store.report(members[7], 995, 30) == Report(1000, 5, epoch, True)
+    assert store.report(members[7], 995, 30) == Report(1000, 5, epoch)
     assert _calls(redis_client) - before == 1
     before = _calls(redis_client)
     roster = roster_of(store, "room-1")
@@ -370,8 +371,23 @@ def test_a_resend_of_a_trimmed_event_names_its_seq_and_is_never_appended_again(r
     assert sync(store, "room-1", 0, "", 100, 10**9).last == 6  # nothing appended
     # The record outlives every resend a client may make (they stop RESEND_WINDOW_SECONDS after the first
     # attempt; a frame in flight takes at most API Gateway's 29 s integration timeout more).
-    ttl = redis_client.ttl(f"cw:{{room-1}}:idem:{len(alice.user_id)}:{alice.user_id}:m1")
-    assert RESEND_WINDOW_SECONDS + 29 < ttl <= IDEMPOTENCY_WINDOW_SECONDS
+    record = f"{len(alice.user_id)}:{alice.user_id}:m1"
+    assert redis_client.hget("cw:{room-1}:idem", record) == f"{original.seq}:{again.epoch}".encode()
+    written_at = redis_client.zscore("cw:{room-1}:idem_at", record) / 1000
+    assert RESEND_WINDOW_SECONDS + 29 < IDEMPOTENCY_WINDOW_SECONDS
+    assert abs(written_at - time.time()) < 5
+
+
+def test_idempotency_records_past_the_window_are_dropped_by_later_sends(redis_client):
+    store = ClassroomStore(redis_client, limits())
+    alice = member(1)
+    store.join(alice, 0)
+    store.publish(alice, "old", "chat", "1", True)
+    old = f"{len(alice.user_id)}:{alice.user_id}:old"
+    redis_client.zadd("cw:{room-1}:idem_at", {old: 1})  # written long ago
+    store.publish(alice, "new", "chat", "1", True)
+    assert redis_client.hget("cw:{room-1}:idem", old) is None
+    assert redis_client.zscore("cw:{room-1}:idem_at", old) is None
 
 
 def test_every_event_carries_the_epoch_of_its_log_and_a_restarted_log_gets_a_new_one(store, redis_client):
@@ -448,7 +464,7 @@ def test_a_full_classroom_refuses_the_next_connection(redis_client):
     assert sync(store, "room-1", 0, "", 10, 10**9).last == 3  # no join was logged for it
 
 
-def test_after_end_students_are_refused_until_a_teacher_connects_again(store):
+def test_after_end_students_are_refused_until_a_teacher_reopens_the_class(store, redis_client):
     teacher, student, late = member(0, role="teacher"), member(1), member(2)
     store.join(teacher, 0)
     store.join(student, 0)
@@ -458,10 +474,41 @@ def test_after_end_students_are_refused_until_a_teacher_connects_again(store):
     assert refused.value.reason == "ended"
     # A student whose connection was not closed yet cannot keep talking either.
     assert store.publish(student, "m1", "chat", "1", True).status == "ended"
-    store.leave("room-1", [teacher.connection_id])
-    store.join(member(9, role="teacher"), 0)  # the class reopens
+    # The teacher's own reconnect (its client had not applied the `end` yet) does not undo it.
+    store.join(Member("t-again", "room-1", "user-0", "teacher"), 0)
+    with pytest.raises(JoinRefused):
+        store.join(late, 0)
+    # Nor does a teacher's connection that is itself refused.
+    full = ClassroomStore(redis_client, limits(max_connections_per_classroom=1))
+    with pytest.raises(JoinRefused):
+        full.join(member(8, role="teacher"), 0, reopen=True)
+    with pytest.raises(JoinRefused):
+        store.join(late, 0)
+    # A teacher reopening it does, and says so in the join.
+    reopened = json.loads(store.join(member(9, role="teacher"), 0, reopen=True).frames[-1])
+    assert reopened["data"] == {"connections": 1, "reopened": True}
     store.join(late, 0)
     assert store.publish(late, "m2", "chat", "1", True).status == "ok"
+
+
+def test_an_ended_class_outlives_its_log(redis_client):
+    store = ClassroomStore(redis_client, limits(log_max_age_seconds=60))
+    teacher = member(0, role="teacher")
+    store.join(teacher, 0)
+    store.publish(teacher, "bye", "end", "null", True, closes_class=True)
+    redis_client.delete("cw:{room-1}:meta", "cw:{room-1}:log")  # expired, or evicted
+    with pytest.raises(JoinRefused):
+        store.join(member(1), 0)
+    assert redis_client.pttl("cw:{room-1}:ended") > 6 * 24 * 3600 * 1000
+
+
+def test_a_resent_end_after_the_class_was_reopened_does_not_close_it_again(store):
+    teacher = member(0, role="teacher")
+    store.join(teacher, 0)
+    store.publish(teacher, "bye", "end", "null", True, closes_class=True)
+    assert store.publish(teacher, "bye", "end", "null", True, closes_class=True).still_ended
+    store.join(member(9, role="teacher"), 0, reopen=True)
+    assert not store.publish(teacher, "bye", "end", "null", True, closes_class=True).still_ended
 
 
 def test_every_action_is_rate_limited_and_a_flood_is_told_to_go(redis_client):
@@ -501,3 +548,54 @@ def test_the_roster_of_a_huge_classroom_does_not_hit_luas_unpack_limit(store, re
         pipe.hset("cw:{room-1}:info", f"c{n}", json.dumps({"userId": f"u{n}", "role": "student", "name": ""}))
     pipe.execute()
     assert len(roster_of(store, "room-1")) == 9_000
+
+
+def test_a_log_whose_stream_was_evicted_restarts_with_a_new_epoch(redis_client):
+    store = ClassroomStore(redis_client, limits(log_max_bytes=4 * 32 * 1024))
+    alice = member(1)
+    store.join(alice, 0)
+    for n in range(12):
+        store.publish(alice, f"m{n}", "stroke", json.dumps({"pad": "x" * 15_000}), True)
+    before = sync(store, "room-1", 0, "", 100, 10**9).epoch
+    redis_client.delete("cw:{room-1}:log")  # evicted; the counters survive (a ping keeps meta warm)
+    frames = [store.publish(alice, f"n{n}", "chat", "1", True).published.frames[-1] for n in range(3)]
+    assert [json.loads(f)["seq"] for f in frames] == [1, 2, 3]
+    page = sync(store, "room-1", 13, "", 100, 10**9, epoch=before)
+    assert page.reset and seqs(page.frames) == [1, 2, 3] and page.epoch != before
+    # A resend of one of them finds it, instead of an empty log.
+    assert store.publish(alice, "n1", "chat", "1", True).published.frames == [frames[1]]
+
+
+def test_a_log_from_before_epochs_is_kept_and_named(store, redis_client):
+    alice = member(1)
+    store.join(alice, 0)
+    store.publish(alice, "m1", "chat", "1", True)
+    redis_client.hdel("cw:{room-1}:meta", "epoch")  # as the release before this one wrote it
+    after = json.loads(store.publish(alice, "m2", "chat", "1", True).published.frames[-1])
+    assert after["seq"] == 3 and after["epoch"]
+    assert seqs(sync(store, "room-1", 0, "", 100, 10**9).frames) == [1, 2, 3]
+
+
+def test_rates_are_per_user_and_reconnecting_refills_nothing(redis_client):
+    store = ClassroomStore(redis_client, Limits(rate_per_second=1, rate_burst=3, connect_burst=4))
+    tabs = [Member(f"tab{n}", "room-1", "mallory", "student") for n in range(2)]
+    for tab in tabs:
+        store.join(tab, 0)
+    results = []
+    for n in range(4):
+        try:
+            results.append(store.publish(tabs[n % 2], f"m{n}", "chat", "1", True).status)
+        except RateLimited:
+            results.append("rate_limited")
+    assert results == ["ok", "ok", "ok", "rate_limited"]  # one bucket over both tabs
+    store.leave("room-1", ["tab0"])
+    fresh = Member("tab9", "room-1", "mallory", "student")
+    store.join(fresh, 0)
+    with pytest.raises(RateLimited):
+        store.publish(fresh, "m9", "chat", "1", True)  # a new connection inherits the empty bucket
+    # Connecting again and again is limited too.
+    with pytest.raises(JoinRefused) as refused:
+        for n in range(10):
+            store.join(Member(f"again{n}", "room-1", "mallory", "student"), 0)
+            store.leave("room-1", [f"again{n}"])
+    assert refused.value.reason == "too_fast"

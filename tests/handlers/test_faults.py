@@ -1,7 +1,7 @@
 """The guarantee when a hop fails: a Redis reply lost, delayed or cut mid-command, an invocation killed
 between its append and its fan-out, @connections answering 429/500 or never; and what one user may use.
 
-Redis sits behind a fault proxy (tests/support/redis_faults.py); the handlers run as Lambda runs them."""
+Redis sits behind a fault proxy (localcloud/redis_faults.py); the handlers run as Lambda runs them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 
 from classwire import runtime
 from classwire.management_api import ManagementApi
-from tests.support.events import Caller
+from classwire.handlers import connect
+from tests.support.events import Caller, LambdaContext, connect_event
 from tests.support.handler_calls import connect_as, frames_to, join, send
 from localcloud.redis_faults import RedisFaultProxy
 
@@ -188,3 +189,39 @@ def test_a_connection_that_floods_is_closed_and_nothing_else_is_harmed(stub, red
     assert {r.connection_id for r in stub.requests if r.method == "DELETE"} == {STUDENT.connection_id}
     # The teacher's own budget is untouched.
     assert json.loads(send(TEACHER, {"action": "who"})["body"])["type"] == "roster"
+
+
+def test_a_flood_of_refused_frames_is_charged_and_closed(stub, monkeypatch):
+    monkeypatch.setenv("CLASSWIRE_READ_RATE_BURST", "5")
+    runtime.settings.cache_clear()
+    runtime.classroom_store.cache_clear()
+    join(TEACHER, STUDENT)
+    codes = [json.loads(send(STUDENT, "{not json").get("body") or "{}").get("code") for _ in range(12)]
+    assert codes[:5] == ["bad_request"] * 5 and "rate_limited" in codes
+    assert {r.connection_id for r in stub.requests if r.method == "DELETE"} == {STUDENT.connection_id}
+
+
+def test_a_connection_the_registry_lost_is_closed_on_its_next_keep_alive(stub, redis_client):
+    join(TEACHER, STUDENT)
+    redis_client.zrem("cw:{room-1}:members", STUDENT.connection_id)  # evicted, or pruned by mistake
+    stub.reset()
+    assert send(STUDENT, {"action": "ping"}) == {"statusCode": 200}
+    (told,) = frames_to(stub, STUDENT)
+    assert (told["code"], told["action"]) == ("forbidden", "ping")
+    assert [r.connection_id for r in stub.requests if r.method == "DELETE"] == [STUDENT.connection_id]
+
+
+def test_only_a_teachers_explicit_reopen_reopens_an_ended_class(stub, redis_client):
+    join(TEACHER, STUDENT)
+    send(TEACHER, chat("bye", "end", "null"))
+    refused = json.loads(send(STUDENT, chat("late")).get("body") or "{}")
+    assert refused["code"] == "ended"
+    again = Caller("T2cOnn3ct10nId=", "tina", "teacher", "room-1", "Tina")
+    join(again)  # the teacher's client reconnecting: the class stays ended
+    assert connect_as(LATECOMER)["statusCode"] == 403
+    opener = Caller("T3cOnn3ct10nId=", "tina", "teacher", "room-1", "Tina")
+    event = connect_event(opener)
+    event["queryStringParameters"]["reopen"] = "1"
+    assert connect.handler(event, LambdaContext()) == {"statusCode": 200}
+    assert logged(redis_client, "join")[-1]["data"] == {"connections": 3, "reopened": True}
+    assert connect_as(LATECOMER) == {"statusCode": 200}

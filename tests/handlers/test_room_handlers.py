@@ -11,6 +11,7 @@ from classwire.handlers import disconnect
 from classwire.settings import CONNECTING_GRACE_SECONDS
 from tests.support.events import Caller, LambdaContext, disconnect_event
 from tests.support.handler_calls import frames_to, join, send
+from tests.support.redis_state import stored_state
 
 TEACHER = Caller("T1cOnn3ct10nId=", "tina", "teacher", "room-1", "Tina")
 STUDENT = Caller("S1cOnn3ct10nId=", "sam", "student", "room-1", "Sam")
@@ -64,13 +65,12 @@ def test_two_way_routes_answer_in_the_response_body(stub):
 )
 def test_bad_frames_get_a_precise_error_and_change_nothing(stub, redis_client, frame, code):
     join(TEACHER, STUDENT)
-    before = {key: redis_client.dump(key) for key in sorted(redis_client.keys("*")) if b":rate:" not in key}
+    before = stored_state(redis_client)
     stub.reset()
     reply = json.loads(send(STUDENT, frame)["body"])
     assert (reply["type"], reply["code"]) == ("error", code)
     assert stub.posts == []
-    after = {key: redis_client.dump(key) for key in sorted(redis_client.keys("*")) if b":rate:" not in key}
-    assert after == before
+    assert stored_state(redis_client) == before
 
 
 def test_disconnect_removes_the_member_and_announces_the_leave(stub):

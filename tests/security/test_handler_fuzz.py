@@ -36,6 +36,7 @@ from tests.core.test_fuzz_frames import frames as structured_frames
 from tests.core.test_fuzz_frames import json_values
 from tests.core.test_fuzz_frames import raw_bodies as core_bodies
 from tests.support.signing_secret import store_signing_secret
+from tests.support.redis_state import stored_state
 from tests.support.events import (
     Caller,
     LambdaContext,
@@ -87,13 +88,7 @@ class World:
         self.bystander_dump = self.dump(BYSTANDER)
 
     def dump(self, classroom: str) -> dict[bytes, bytes]:
-        # Rate-limit buckets expire by themselves (a long run outlives them): not state a fuzz input can harm.
-        keys = (
-            key
-            for key in self.redis.scan_iter(match=f"cw:{{{classroom}}}:*")
-            if b":send:" not in key and b":read:" not in key
-        )
-        return {key: self.redis.dump(key) for key in sorted(keys)}
+        return stored_state(self.redis, f"cw:{{{classroom}}}:*")
 
     def seq(self, classroom: str) -> int:
         return int(self.redis.hget(f"cw:{{{classroom}}}:meta", "seq") or 0)

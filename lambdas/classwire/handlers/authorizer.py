@@ -9,7 +9,14 @@ from __future__ import annotations
 import functools
 
 from classwire import runtime
-from classwire.auth import CachedSecret, Forbidden, JwksKeys, TokenVerifier, Unauthenticated
+from classwire.auth import (
+    CachedSecret,
+    Forbidden,
+    JwksKeys,
+    KeysUnavailable,
+    TokenVerifier,
+    Unauthenticated,
+)
 from classwire.routes import CLASSROOM_QUERY_PARAMETER, TOKEN_QUERY_PARAMETER
 
 logger, metrics = runtime.logger, runtime.metrics
@@ -44,6 +51,11 @@ def handler(event: dict, context) -> dict:
         logger.info("connection refused", extra={"status": 401, "reason": str(refusal)})
         metrics.add_metric(name="AuthRefused401", unit="Count", value=1)
         raise Exception("Unauthorized") from None  # API Gateway's signal for 401
+    except KeysUnavailable:
+        # Not the caller's fault: failing the invocation makes API Gateway answer 500, and clients retry.
+        logger.error("token keys unavailable")
+        metrics.add_metric(name="AuthKeysUnavailable", unit="Count", value=1)
+        raise
     except Forbidden as refusal:
         logger.info("connection refused", extra={"status": 403, "reason": str(refusal)})
         metrics.add_metric(name="AuthRefused403", unit="Count", value=1)

@@ -7,6 +7,7 @@ integration or authorizer (or a test), and is refused with `MalformedEvent` nami
 from __future__ import annotations
 
 from classwire.classroom_store import Member
+from classwire.routes import REOPEN_QUERY_PARAMETER
 
 
 class MalformedEvent(ValueError):
@@ -34,6 +35,12 @@ def connected_at_of(event: dict) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise MalformedEvent("event field requestContext.connectedAt must be a non-negative integer")
     return value
+
+
+def reopens(event: dict) -> bool:
+    """Whether the $connect asks to reopen an ended class (`reopen=1`; only a teacher's counts)."""
+    params = event.get("queryStringParameters")
+    return isinstance(params, dict) and params.get(REOPEN_QUERY_PARAMETER) == "1"
 
 
 def endpoint_parts(event: dict) -> tuple[str, str]:
