@@ -52,8 +52,10 @@ NatMode = Literal["single", "per_az"]
 class ConfigError(ValueError):
     """An environment's config is invalid; the message names the environment and the field."""
 
-# Redis policies that evict under memory pressure (noeviction refuses every write instead).
-EVICTION_POLICIES = ("allkeys-lru", "allkeys-lfu", "volatile-lru", "volatile-lfu", "volatile-ttl")
+# How the cache makes room when full. noeviction would refuse every write of every classroom at once;
+# volatile-ttl would evict the short-lived idempotency records and registries before any log, and the LFU
+# policies a record written once; LRU keeps what a classroom in session touches (README, "Limits").
+EVICTION_POLICIES = ("allkeys-lru", "volatile-lru")
 DEFAULT_EVICTION_POLICY = "allkeys-lru"
 
 
@@ -93,9 +95,8 @@ class EnvConfig:
     redis_iam_auth: bool = True
     redis_engine_version: str = "7.1"
     redis_parameter_family: str = "redis7"
-    # Under memory pressure the least recently used keys go (idle classrooms' logs first); every key has a
-    # TTL, so a volatile-* policy works too. Never noeviction: a full cache would refuse every write of
-    # every classroom at once. An evicted log restarts with a new epoch, and its clients get `reset`.
+    # Under memory pressure the least recently used keys go (idle classrooms' first; every key has a TTL, so
+    # volatile-lru is the same). An evicted log restarts with a new epoch, and its clients get `reset`.
     redis_maxmemory_policy: str = DEFAULT_EVICTION_POLICY
     redis_maintenance_window: str = "sun:04:00-sun:05:00"
     redis_snapshot_window: str = "02:00-03:00"
