@@ -141,7 +141,7 @@ class ClasswireClient:
         self._attempt = 0  # consecutive connections that did not catch up
         # From (re)connect or reset until that catch-up's last page: sends wait, an `end` is only tracked.
         self._catching_up = False
-        self._end_open = False  # the log as applied holds an `end` with no teacher `join` after it
+        self._end_open = False  # the log as applied holds an `end` with no reopening `join` after it
         self._sync_in_flight = False
         self._sync_again = False  # something diverged while a sync was out: ask again after its reply
         self._sync_failures = 0  # consecutive syncs that diverged or were refused
@@ -733,7 +733,7 @@ class ClasswireClient:
         if page.get("more") or self._sync_again:
             await self._start_sync()
             return
-        if self._end_open:  # caught up on a log whose last `end` no teacher's `join` follows
+        if self._end_open:  # caught up on a log whose last `end` nothing reopened
             self._end()
             return
         if self._catching_up:

@@ -174,5 +174,13 @@ class JwksKeys:
             if served is not None and self._clock() - served[1] <= self._stale:
                 return served[0]
             raise KeysUnavailable("the JWKS cannot be fetched") from None
-        self._served[kid] = (key, self._clock())
+        self._remember(kid, key)
         return key
+
+    def _remember(self, kid: str, key: object) -> None:
+        """Keeps the keys the JWKS lists now, stamped now; a key it no longer lists is forgotten, so an
+        outage never brings a revoked key back."""
+        now = self._clock()
+        listed = {jwk.key_id for jwk in self._client.get_jwk_set().keys}
+        self._served = {k: (v, now) for k, (v, _) in self._served.items() if k in listed}
+        self._served[kid] = (key, now)

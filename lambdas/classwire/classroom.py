@@ -93,6 +93,7 @@ class ClassroomService:
         except JoinRefused as refusal:
             self.metric(f"ConnectRefused_{refusal.reason}", "Count", 1)
             log.info("connection refused", extra={"reason": refusal.reason})
+            self.deliver(member.classroom_id, refusal.pruned)
             return REFUSALS[refusal.reason]
         # The joining connection is not open until $connect returns: posting to it now would fail
         # as gone and prune a healthy member. It reads its own join through `sync`.
@@ -127,7 +128,10 @@ class ClassroomService:
     def _refused(self, member: Member, error: ProtocolError) -> str | None:
         self.metric(f"Error_{error.code}", "Count", 1)
         log.info("refused frame", extra={"code": error.code, "reason": error.message})
-        # A refused frame is charged too: a flood of bad frames spends the stage's throttle as well.
+        # A refused frame is charged too: a flood of bad frames spends the stage's throttle as well. (A
+        # refused send was charged to its own bucket already.)
+        if error.action == "send" and error.code == "ended":
+            return error.frame()
         try:
             self.store.admit(member)
         except RateLimited as limited:

@@ -7,7 +7,7 @@
 --   cw:{c}:meta      HASH  seq -> last assigned seq; eid -> that event's id; epoch -> this log's incarnation;
 --                          bytes -> frame bytes in the log
 --   cw:{c}:log       STREAM id "<seq>-0", fields f (the event frame), e (eid), t (ms)
---   cw:{c}:ended     STRING seq of the `end` that closed the class, until a teacher reopens it
+--   cw:{c}:ended     STRING "<seq>:<epoch>" of the `end` that closed the class, until a teacher reopens it
 --   cw:{c}:idem      HASH  "<#userId>:<userId>:<id>" -> "<seq>:<epoch>" for idempotent resends (the length
 --                          prefix makes it injective: user "a:b" with id "c" and user "a" with id "b:c" differ)
 --   cw:{c}:idem_at   ZSET  the same field -> when it was written (ms); records past the window are dropped.
@@ -173,10 +173,19 @@ end
 -- Whether a connection is a live member; reads its registry entries too, so a classroom in session keeps
 -- them recently used and memory pressure evicts idle classrooms' keys first.
 local function is_member(c, conn, user, ts)
-  redis.call('HEXISTS', key(c, 'info'), conn)
+  local known = redis.call('HEXISTS', key(c, 'info'), conn) == 1  -- without it its leave would be lost
   redis.call('HEXISTS', key(c, 'users'), user)
   local score = redis.call('ZSCORE', key(c, 'members'), conn)
-  return score and tonumber(score) > ts
+  return known and score and tonumber(score) > ts
+end
+
+-- The `end` in force, if any: {seq, whether its log is still the current one}. An ended mark that outlived
+-- its log (expired, evicted, restarted) no longer has an `end` any client can see.
+local function ended_mark(c)
+  local mark = redis.call('GET', key(c, 'ended'))
+  if not mark then return nil end
+  local seq, epoch = string.match(mark, '^(%d+):(%x*)$')
+  return seq, epoch == redis.call('HGET', key(c, 'meta'), 'epoch')
 end
 
 local function last_seq_and_epoch(c)
@@ -188,10 +197,11 @@ end
 -- ARGV: classroom, connectionId, info JSON, userId, role, reopen (1: a teacher reopening an ended class),
 --       ttl ms, nonce, max connections per user, max connections per classroom, connect rate per second,
 --       connect burst, max_events, max_age_ms, max_bytes
--- Returns {'ok', frames, members} or {'refused', reason}: 'ended' (after `end`, until a teacher reopens the
--- class), 'user_limit', 'classroom_full' or 'too_fast' (the user's connects past their rate).
+-- Returns {'ok', frames, members} or {'refused', reason, frames, members}: 'ended' (a student, after `end`,
+-- until a teacher reopens the class), 'user_limit', 'classroom_full' or 'too_fast' (the user's connects past
+-- their rate).
 local c, conn, info_json, user, role = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local reopen, ttl, nonce = ARGV[6] == '1' and ARGV[5] == 'teacher', tonumber(ARGV[7]), ARGV[8]
+local reopen, ttl, nonce = ARGV[6] == '1' and role == 'teacher', tonumber(ARGV[7]), ARGV[8]
 local per_user, per_classroom = tonumber(ARGV[9]), tonumber(ARGV[10])
 local connect_rate, connect_burst = tonumber(ARGV[11]), tonumber(ARGV[12])
 local retention = retention_at(13)
@@ -199,24 +209,29 @@ local ts, clock = now_ms()
 local frames = {}
 prune_expired(c, frames, nonce, ts, clock, retention)
 if not redis.call('ZSCORE', key(c, 'members'), conn) then
-  -- Every refusal is decided before anything is written.
-  if admit(c, user, 'join', connect_rate, connect_burst, ts) ~= 0 then return {'refused', 'too_fast'} end
-  local ended = redis.call('EXISTS', key(c, 'ended')) == 1
-  if ended and not reopen then
-    if role ~= 'teacher' then return {'refused', 'ended'} end
+  -- Every refusal is decided before this connection is written (a refusal still returns the pruned
+  -- connections' leaves, for the caller to fan out).
+  if admit(c, user, 'join', connect_rate, connect_burst, ts) ~= 0 then
+    return {'refused', 'too_fast', frames, members(c)}
   end
+  local ended_seq, end_in_log = ended_mark(c)
+  if ended_seq and role ~= 'teacher' then return {'refused', 'ended', frames, members(c)} end
   if tonumber(redis.call('HGET', key(c, 'users'), user) or '0') >= per_user then
-    return {'refused', 'user_limit'}
+    return {'refused', 'user_limit', frames, members(c)}
   end
-  if redis.call('ZCARD', key(c, 'members')) >= per_classroom then return {'refused', 'classroom_full'} end
+  if redis.call('ZCARD', key(c, 'members')) >= per_classroom then
+    return {'refused', 'classroom_full', frames, members(c)}
+  end
   redis.call('ZADD', key(c, 'members'), ts + ttl, conn)
   redis.call('HSET', key(c, 'info'), conn, info_json)
   local count = redis.call('HINCRBY', key(c, 'users'), user, 1)
   for _, k in ipairs({'members', 'info', 'users'}) do redis.call('PEXPIRE', key(c, k), ttl) end
   local data = '{"connections":' .. count .. '}'
-  if ended and reopen then
+  -- A teacher reopens explicitly, or by starting a log whose `end` is gone; the join says so, which is
+  -- what the clients read as "not ended" (also when the mark itself was lost).
+  if reopen or (ended_seq and not end_in_log) then
     redis.call('DEL', key(c, 'ended'))
-    data = '{"connections":' .. count .. ',"reopened":true}'  -- what the clients read as "not ended"
+    data = '{"connections":' .. count .. ',"reopened":true}'
   end
   table.insert(frames, (append(c, 'null', member_head(info_json), 'join', data, nonce, ts, clock, retention)))
 end
@@ -268,11 +283,11 @@ if persistent then
       local entry = redis.call('XRANGE', key(c, 'log'), seq .. '-0', seq .. '-0')
       if #entry > 0 then frame = entry[1][2][2] end
     end
-    local ended_by_it = redis.call('GET', key(c, 'ended')) == seq
+    local ended_by_it = redis.call('GET', key(c, 'ended')) == seq .. ':' .. epoch
     return {'duplicate', tonumber(seq), epoch, frame, members(c), ended_by_it and 1 or 0}
   end
 end
-if role ~= 'teacher' and redis.call('EXISTS', key(c, 'ended')) == 1 then return {'ended'} end
+if role ~= 'teacher' and ended_mark(c) then return {'ended'} end
 local frames = {}
 prune_expired(c, frames, nonce, ts, clock, retention)
 local seq = 0
@@ -289,7 +304,7 @@ if persistent then
   redis.call('PEXPIRE', idem, window)
   redis.call('PEXPIRE', idem_at, window)
   -- Recorded with the append, so the class is ended even if this invocation dies before its fan-out.
-  if closes then redis.call('SET', key(c, 'ended'), seq, 'PX', ended_ttl) end
+  if closes then redis.call('SET', key(c, 'ended'), seq .. ':' .. epoch, 'PX', ended_ttl) end
   table.insert(frames, frame)
 end
 return {'ok', seq, frames, members(c), ts}
@@ -305,6 +320,8 @@ local wait = admit(c, user, 'read', tonumber(ARGV[9]), tonumber(ARGV[10]), ts)
 if wait ~= 0 then return {'rate_limited', wait} end
 local log = key(c, 'log')
 local last, epoch = last_seq_and_epoch(c)
+-- No counter: no log, or a stream whose counter was evicted (the next append restarts it). Nothing to send.
+if last == 0 then return {since > 0 and 1 or 0, 0, 0, {}, epoch} end
 local head_entry = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)
 local first = last + 1
 if #head_entry > 0 then first = tonumber(string.match(head_entry[1][1], '^(%d+)')) end

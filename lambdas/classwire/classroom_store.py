@@ -54,9 +54,10 @@ class JoinRefused(Exception):
     """$connect refused: `ended` (a student, after `end`, until a teacher reopens the class), `user_limit`
     (the user's connections to the classroom), `classroom_full` or `too_fast` (the user's connect rate)."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, pruned: Published):
         super().__init__(reason)
         self.reason = reason
+        self.pruned = pruned  # leaves of expired connections the join pruned first, still to fan out
 
 
 class NotMember(Exception):
@@ -64,7 +65,7 @@ class NotMember(Exception):
 
 
 class RateLimited(Exception):
-    """Over a connection's rate: retry after `retry_after_ms`; `flooding` when it kept sending far past the
+    """Over the user's rate: retry after `retry_after_ms`; `flooding` when it kept sending far past the
     limit (the connection is to be closed)."""
 
     def __init__(self, retry_after_ms: int):
@@ -131,7 +132,7 @@ class ClassroomStore:
             *self._retention(),
         )
         if _text(reply[0]) == "refused":
-            raise JoinRefused(_text(reply[1]))
+            raise JoinRefused(_text(reply[1]), Published(_texts(reply[2]), _texts(reply[3])))
         return Published(_texts(reply[1]), _texts(reply[2]))
 
     def leave(self, classroom_id: str, connection_ids: list[str]) -> Published:

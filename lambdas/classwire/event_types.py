@@ -28,7 +28,7 @@ class EventType:
     # Persistent events get a seq, are logged and acknowledged; volatile ones are best effort.
     persistent: bool
     after_delivery: AfterDelivery | None = None
-    # The class stays ended (students' $connect and sends refused) until a teacher connects again.
+    # The class stays ended (students' $connect and sends refused) until a teacher reopens it.
     closes_class: bool = False
 
 

@@ -202,3 +202,24 @@ def test_while_the_jwks_cannot_be_fetched_recent_keys_verify_and_then_it_is_a_se
     now[0] = 120.0
     with pytest.raises(KeysUnavailable):
         verifier.verify(token, "room-1")
+
+
+def test_a_revoked_key_stays_refused_when_the_jwks_goes_down_afterwards():
+    old, new = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    idp = JwksServer({"keys": [public_jwk(old, "old", "RS256"), public_jwk(new, "new", "ES256")]})
+    keys = JwksKeys(idp.url, lifespan_seconds=1, refresh_cooldown_seconds=0, stale_seconds=3600)
+    verifier = TokenVerifier(JwtSettings(algorithms=("RS256", "ES256"), jwks_url=idp.url), keys)
+    by_old = jwt.encode(claims(iss=None, aud=None), old, algorithm="RS256", headers={"kid": "old"})
+    by_new = jwt.encode(claims(iss=None, aud=None), new, algorithm="ES256", headers={"kid": "new"})
+    assert verifier.verify(by_old, "room-1") and verifier.verify(by_new, "room-1")
+    idp.document = {"keys": [public_jwk(new, "new", "ES256")]}  # "old" revoked
+    time.sleep(1.1)
+    assert verifier.verify(by_new, "room-1")  # this fetch no longer lists "old"
+    idp.close()
+    time.sleep(1.1)
+    with pytest.raises((Unauthenticated, KeysUnavailable)):
+        verifier.verify(by_old, "room-1")
+    assert verifier.verify(by_new, "room-1")

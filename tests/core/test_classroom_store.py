@@ -500,6 +500,46 @@ def test_an_ended_class_outlives_its_log(redis_client):
     with pytest.raises(JoinRefused):
         store.join(member(1), 0)
     assert redis_client.pttl("cw:{room-1}:ended") > 6 * 24 * 3600 * 1000
+    # The `end` is in no log a client can read any more: a teacher starting the class again reopens it, and
+    # says so, so that server and clients agree.
+    join = json.loads(store.join(member(5, role="teacher"), 0).frames[-1])
+    assert join["data"] == {"connections": 1, "reopened": True}
+    store.join(member(1), 0)
+
+
+def test_a_teachers_reopen_is_announced_even_when_the_ended_mark_was_lost(store, redis_client):
+    teacher = member(0, role="teacher")
+    store.join(teacher, 0)
+    store.publish(teacher, "bye", "end", "null", True, closes_class=True)
+    redis_client.delete("cw:{room-1}:ended")  # evicted; the log still holds the `end`
+    join = json.loads(store.join(member(5, role="teacher"), 0, reopen=True).frames[-1])
+    assert join["data"]["reopened"] is True  # so the clients do not stay ended
+
+
+def test_a_stream_whose_counter_was_evicted_is_not_served(store, redis_client):
+    alice = member(1)
+    store.join(alice, 0)
+    store.publish(alice, "m1", "chat", "1", True)
+    redis_client.delete("cw:{room-1}:meta")
+    page = sync(store, "room-1", 2, "", 10, 10**9)
+    assert (page.reset, page.frames, page.more) == (True, [], False)  # one empty reset, not a loop
+
+
+def test_a_connection_whose_record_was_evicted_is_no_member_and_a_refused_join_returns_the_leaves(
+    store, redis_client
+):
+    alice, bob = member(1), member(2)
+    store.join(alice, 0)
+    store.join(bob, 0)
+    redis_client.hdel("cw:{room-1}:info", alice.connection_id)
+    with pytest.raises(NotMember):
+        store.report(alice, 0, None)
+    redis_client.zadd("cw:{room-1}:members", {bob.connection_id: 1}, xx=True)  # bob vanished long ago
+    teacher = member(0, role="teacher")
+    full = ClassroomStore(redis_client, limits(max_connections_per_classroom=1))
+    with pytest.raises(JoinRefused) as refused:
+        full.join(teacher, 0)
+    assert [json.loads(f)["event"] for f in refused.value.pruned.frames] == ["leave"]
 
 
 def test_a_resent_end_after_the_class_was_reopened_does_not_close_it_again(store):
