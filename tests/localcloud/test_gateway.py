@@ -6,6 +6,7 @@ test can check what API Gateway would have delivered and how the client is answe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -436,7 +437,9 @@ def test_messages_over_128_kb_close_with_1009(gateway, record_dir):
     c = client(gateway, record_dir)
     c.ask_json({"action": "echo"})
     connection_id = c.last_message_event()["requestContext"]["connectionId"]
-    c.ws.send(iter(["x" * 30_000] * 5))  # 150 KB in frames under 32 KB
+    # 150 KB in frames under 32 KB; the gateway may close before the client has sent the last fragments.
+    with contextlib.suppress(ConnectionClosed):
+        c.ws.send(iter(["x" * 30_000] * 5))
     assert c.close_code() == 1009
     assert disconnect_of(record_dir, connection_id)["requestContext"]["disconnectStatusCode"] == 1009
 
