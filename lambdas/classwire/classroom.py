@@ -135,13 +135,15 @@ class ClassroomService:
         try:
             self.store.admit(member)
         except RateLimited as limited:
-            return self._rate_limited(member, error.action or "frame", error.client_id, limited)
+            return self._rate_limited(member, error.action, error.client_id, limited)
         return error.frame()
 
     def _rate_limited(
-        self, member: Member, action: str, client_id: str | None, limited: RateLimited
+        self, member: Member, action: str | None, client_id: str | None, limited: RateLimited
     ) -> str | None:
+        """`action` is None for a frame refused before its action was understood."""
         limits = self.limits
+        frames = f"{action} frames" if action else "refused frames"
         rate, burst = (
             (limits.rate_per_second, limits.rate_burst)
             if action == "send"
@@ -151,7 +153,7 @@ class ClassroomService:
         if not limited.flooding:
             return error_frame(
                 "rate_limited",
-                f"more than {rate:g} {action} frames/s (burst {burst}); retry after {limited.retry_after_ms} ms",
+                f"more than {rate:g} {frames}/s (burst {burst}); retry after {limited.retry_after_ms} ms",
                 client_id,
                 retry_after_ms=limited.retry_after_ms,
                 action=action,
@@ -163,7 +165,7 @@ class ClassroomService:
             member,
             error_frame(
                 "rate_limited",
-                f"far more than {rate:g} {action} frames/s: the connection is closed",
+                f"far more than {rate:g} {frames}/s: the connection is closed",
                 client_id,
                 action=action,
             ),

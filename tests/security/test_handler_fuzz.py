@@ -118,9 +118,11 @@ def world(redis_server, report):
             env.delenv(name, raising=False)
         env.setenv("CLASSWIRE_REDIS_URL", redis_server.url)
         env.setenv("CLASSWIRE_MANAGEMENT_ENDPOINT", stub.endpoint)
-        # The fuzzer sends far faster than a person: the rate limit would refuse nearly every send.
-        env.setenv("CLASSWIRE_RATE_PER_SECOND", "1000000")
-        env.setenv("CLASSWIRE_RATE_BURST", "1000000")
+        # The fuzzer sends far faster than a person: the rate limits would refuse (and close) nearly all of it.
+        for name in ("RATE", "READ_RATE", "CONNECT_RATE"):
+            env.setenv(f"CLASSWIRE_{name}_PER_SECOND", "1000000")
+        for name in ("RATE_BURST", "READ_RATE_BURST", "CONNECT_BURST"):
+            env.setenv(f"CLASSWIRE_{name}", "1000000")
         _reset_runtime()
         redis = redis_server.client()
         redis.flushall()
