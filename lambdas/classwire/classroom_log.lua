@@ -9,7 +9,9 @@
 --   cw:{c}:log       STREAM id "<seq>-0", fields f (the event frame), e (eid), t (ms)
 --   cw:{c}:ended     STRING "<seq>:<epoch>" of the `end` that closed the class, until a teacher reopens it
 --   cw:{c}:idem      HASH  "<#userId>:<userId>:<id>" -> "<seq>:<epoch>" for idempotent resends (the length
---                          prefix makes it injective: user "a:b" with id "c" and user "a" with id "b:c" differ)
+--                          prefix makes it injective: user "a:b" with id "c" and user "a" with id "b:c" differ);
+--                          "j:<connectionId>" / "l:<connectionId>" for the server's own join and leave, so
+--                          a retried join or leave returns its event instead of nothing
 --   cw:{c}:idem_at   ZSET  the same field -> when it was written (ms); records past the window are dropped.
 --                          Both are written by every send, so under memory pressure they stay warm.
 --   cw:{c}:send:<userId> / cw:{c}:read:<userId> / cw:{c}:join:<userId>  HASH  token buckets (tokens, ts) per
@@ -40,9 +42,10 @@ local SYNC_CHUNK = 8
 -- Idempotency records past the window dropped per send (amortised, like the trim).
 local MAX_IDEM_DROPS = 32
 
--- Retention arguments: max events, max age (ms), max frame bytes.
+-- Retention arguments: max events, max age (ms), max frame bytes, idempotency window (ms).
 local function retention_at(i)
-  return {events = tonumber(ARGV[i]), age_ms = tonumber(ARGV[i + 1]), bytes = tonumber(ARGV[i + 2])}
+  return {events = tonumber(ARGV[i]), age_ms = tonumber(ARGV[i + 1]), bytes = tonumber(ARGV[i + 2]),
+    window_ms = tonumber(ARGV[i + 3])}
 end
 
 -- Token bucket of one user and kind: refills at `rate` per second up to `burst`. A refused frame costs a
@@ -126,6 +129,33 @@ local function append(c, id_json, head, event, data, nonce, ts, clock, retention
   return frame, seq, epoch
 end
 
+-- Records what an append made of a request, for its repeats within the window.
+local function remember(c, record, seq, epoch, ts, window_ms)
+  local idem, idem_at = key(c, 'idem'), key(c, 'idem_at')
+  redis.call('HSET', idem, record, seq .. ':' .. epoch)
+  redis.call('ZADD', idem_at, ts, record)
+  local expired = redis.call('ZRANGEBYSCORE', idem_at, '-inf', ts - window_ms, 'LIMIT', 0, MAX_IDEM_DROPS)
+  if #expired > 0 then
+    redis.call('HDEL', idem, unpack(expired))
+    redis.call('ZREM', idem_at, unpack(expired))
+  end
+  redis.call('PEXPIRE', idem, window_ms)
+  redis.call('PEXPIRE', idem_at, window_ms)
+end
+
+-- A request's earlier append: seq, epoch and its frame ('' once it left the log or its log restarted).
+local function recall(c, record)
+  local seen = redis.call('HGET', key(c, 'idem'), record)
+  if not seen then return nil end
+  local seq, epoch = string.match(seen, '^(%d+):(%x*)$')
+  local frame = ''
+  if epoch == redis.call('HGET', key(c, 'meta'), 'epoch') then
+    local entry = redis.call('XRANGE', key(c, 'log'), seq .. '-0', seq .. '-0')
+    if #entry > 0 then frame = entry[1][2][2] end
+  end
+  return seq, epoch, frame
+end
+
 local function member_head(info_json)
   local info = cjson.decode(info_json)
   return '"from":' .. json_str(info.userId) .. ',"role":' .. json_str(info.role) ..
@@ -137,13 +167,18 @@ local function remove_member(c, conn, nonce, ts, clock, retention)
   local info_json = redis.call('HGET', key(c, 'info'), conn)
   redis.call('ZREM', key(c, 'members'), conn)
   redis.call('HDEL', key(c, 'lag'), conn)
-  if not info_json then return nil end
+  if not info_json then
+    local _, _, frame = recall(c, 'l:' .. conn)  -- a repeat: its leave again, if it had one
+    if frame and frame ~= '' then return frame end
+    return nil
+  end
   redis.call('HDEL', key(c, 'info'), conn)
   local head, user = member_head(info_json)
   local left = redis.call('HINCRBY', key(c, 'users'), user, -1)
   if left <= 0 then redis.call('HDEL', key(c, 'users'), user); left = 0 end
-  local frame = append(c, 'null', head, 'leave', '{"connections":' .. left .. '}', nonce .. conn,
+  local frame, seq, epoch = append(c, 'null', head, 'leave', '{"connections":' .. left .. '}', nonce .. conn,
     ts, clock, retention)
+  remember(c, 'l:' .. conn, seq, epoch, ts, retention.window_ms)
   return frame
 end
 
@@ -196,7 +231,7 @@ end
 --@script join
 -- ARGV: classroom, connectionId, info JSON, userId, role, reopen (1: a teacher reopening an ended class),
 --       ttl ms, nonce, max connections per user, max connections per classroom, connect rate per second,
---       connect burst, max_events, max_age_ms, max_bytes
+--       connect burst, max_events, max_age_ms, max_bytes, idempotency window ms
 -- Returns {'ok', frames, members} or {'refused', reason, frames, members}: 'ended' (a student, after `end`,
 -- until a teacher reopens the class), 'user_limit', 'classroom_full' or 'too_fast' (the user's connects past
 -- their rate).
@@ -233,20 +268,26 @@ if not redis.call('ZSCORE', key(c, 'members'), conn) then
     redis.call('DEL', key(c, 'ended'))
     data = '{"connections":' .. count .. ',"reopened":true}'
   end
-  table.insert(frames, (append(c, 'null', member_head(info_json), 'join', data, nonce, ts, clock, retention)))
+  local frame, seq, epoch = append(c, 'null', member_head(info_json), 'join', data, nonce, ts, clock, retention)
+  remember(c, 'j:' .. conn, seq, epoch, ts, retention.window_ms)
+  table.insert(frames, frame)
+else
+  local _, _, frame = recall(c, 'j:' .. conn)  -- a repeat (its first reply was lost): its join again
+  if frame and frame ~= '' then table.insert(frames, frame) end
 end
 return {'ok', frames, members(c)}
 
 --@script leave
--- ARGV: classroom, nonce, max_events, max_age_ms, max_bytes, ttl ms, grace ms, connectionId...
+-- ARGV: classroom, nonce, max_events, max_age_ms, max_bytes, idempotency window ms, ttl ms, grace ms,
+--       connectionId...
 -- With a grace (pruning after a 410), a connection that joined less than `grace` ago stays: its $connect
 -- may still be running, and a connection is not open, so a post to it fails as gone, until that returns.
 local c, nonce = ARGV[1], ARGV[2]
 local retention = retention_at(3)
-local ttl, grace = tonumber(ARGV[6]), tonumber(ARGV[7])
+local ttl, grace = tonumber(ARGV[7]), tonumber(ARGV[8])
 local ts, clock = now_ms()
 local frames = {}
-for i = 8, #ARGV do
+for i = 9, #ARGV do
   local expiry = tonumber(redis.call('ZSCORE', key(c, 'members'), ARGV[i]) or 0)
   if grace == 0 or expiry - ttl <= ts - grace then
     local frame = remove_member(c, ARGV[i], nonce, ts, clock, retention)
@@ -258,31 +299,24 @@ return {frames, members(c)}
 
 --@script publish
 -- ARGV: classroom, connectionId, userId, role, id, id JSON, event, data JSON, persistent (1/0),
---       closes the class (1/0), rate per second, burst, idempotency window ms, sender head, nonce,
---       ended ttl ms, max_events, max_age_ms, max_bytes
+--       closes the class (1/0), rate per second, burst, sender head, nonce, ended ttl ms, max_events,
+--       max_age_ms, max_bytes, idempotency window ms
 -- Returns {'ok', seq, frames, members, ts}, {'duplicate', seq, epoch, frame or '', members, still ended by it
 -- (1/0)}, {'rate_limited', ms or -1}, {'not_member'} or {'ended'}.
 local c, conn, user, role, id, id_json = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local event, data, persistent, closes = ARGV[7], ARGV[8], ARGV[9] == '1', ARGV[10] == '1'
-local rate, burst, window = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-local head, nonce, ended_ttl = ARGV[14], ARGV[15], tonumber(ARGV[16])
-local retention = retention_at(17)
+local rate, burst = tonumber(ARGV[11]), tonumber(ARGV[12])
+local head, nonce, ended_ttl = ARGV[13], ARGV[14], tonumber(ARGV[15])
+local retention = retention_at(16)
 local ts, clock = now_ms()
 if not is_member(c, conn, user, ts) then return {'not_member'} end
 -- Resends are charged too: answering one fans the event out again.
 local wait = admit(c, user, 'send', rate, burst, ts)
 if wait ~= 0 then return {'rate_limited', wait} end
-local idem, idem_at = key(c, 'idem'), key(c, 'idem_at')
 local record = #user .. ':' .. user .. ':' .. id
 if persistent then
-  local seen = redis.call('HGET', idem, record)
-  if seen then
-    local seq, epoch = string.match(seen, '^(%d+):(%x*)$')
-    local frame = ''
-    if epoch == redis.call('HGET', key(c, 'meta'), 'epoch') then
-      local entry = redis.call('XRANGE', key(c, 'log'), seq .. '-0', seq .. '-0')
-      if #entry > 0 then frame = entry[1][2][2] end
-    end
+  local seq, epoch, frame = recall(c, record)
+  if seq then
     local ended_by_it = redis.call('GET', key(c, 'ended')) == seq .. ':' .. epoch
     return {'duplicate', tonumber(seq), epoch, frame, members(c), ended_by_it and 1 or 0}
   end
@@ -294,15 +328,7 @@ local seq = 0
 if persistent then
   local frame, epoch
   frame, seq, epoch = append(c, id_json, head, event, data, nonce, ts, clock, retention)
-  redis.call('HSET', idem, record, seq .. ':' .. epoch)
-  redis.call('ZADD', idem_at, ts, record)
-  local expired = redis.call('ZRANGEBYSCORE', idem_at, '-inf', ts - window, 'LIMIT', 0, MAX_IDEM_DROPS)
-  if #expired > 0 then
-    redis.call('HDEL', idem, unpack(expired))
-    redis.call('ZREM', idem_at, unpack(expired))
-  end
-  redis.call('PEXPIRE', idem, window)
-  redis.call('PEXPIRE', idem_at, window)
+  remember(c, record, seq, epoch, ts, retention.window_ms)
   -- Recorded with the append, so the class is ended even if this invocation dies before its fan-out.
   if closes then redis.call('SET', key(c, 'ended'), seq .. ':' .. epoch, 'PX', ended_ttl) end
   table.insert(frames, frame)

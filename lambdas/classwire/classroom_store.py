@@ -181,7 +181,6 @@ class ClassroomStore:
             1 if closes_class else 0,
             self._limits.rate_per_second,
             self._limits.rate_burst,
-            IDEMPOTENCY_WINDOW_SECONDS * 1000,
             sender.head_json(),
             _nonce(),
             ENDED_TTL_SECONDS * 1000,
@@ -275,9 +274,15 @@ class ClassroomStore:
             connections.append(entry)
         return connections
 
-    def _retention(self) -> tuple[int, int, int]:
+    def _retention(self) -> tuple[int, int, int, int]:
+        """What every appending script gets: the log's bounds and the idempotency window (ms)."""
         limits = self._limits
-        return limits.log_max_events, limits.log_max_age_seconds * 1000, limits.log_max_bytes
+        return (
+            limits.log_max_events,
+            limits.log_max_age_seconds * 1000,
+            limits.log_max_bytes,
+            IDEMPOTENCY_WINDOW_SECONDS * 1000,
+        )
 
     def _read_rate(self) -> tuple[float, int]:
         return self._limits.read_rate_per_second, self._limits.read_rate_burst

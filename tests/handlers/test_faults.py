@@ -225,3 +225,13 @@ def test_only_a_teachers_explicit_reopen_reopens_an_ended_class(stub, redis_clie
     assert connect.handler(event, LambdaContext()) == {"statusCode": 200}
     assert logged(redis_client, "join")[-1]["data"] == {"connections": 3, "reopened": True}
     assert connect_as(LATECOMER) == {"statusCode": 200}
+
+
+def test_a_join_whose_redis_reply_was_lost_is_still_announced(stub, faults, redis_client):
+    join(TEACHER, STUDENT)  # the join script is loaded
+    stub.reset()
+    faults.drop_reply(LATECOMER.connection_id.encode())
+    assert connect_as(LATECOMER) == {"statusCode": 200}
+    assert faults.fired == ["drop_reply"]
+    (announced,) = [f for f in frames_to(stub, TEACHER) if f["event"] == "join"]
+    assert announced["from"] == "lea" and len(logged(redis_client, "join")) == 3
