@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,3 +18,13 @@ def python_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if environ is None else environ)
     env["PYTHONPATH"] = os.pathsep.join([*map(str, SOURCE_PATHS), *filter(None, [env.get("PYTHONPATH")])])
     return env
+
+
+def draw_fault(rng: random.Random, chances: Mapping[str, float]) -> str | None:
+    """One seeded draw among faults with these probabilities (fault tests); None: no fault this time."""
+    draw = rng.random()
+    for kind, chance in chances.items():
+        draw -= chance
+        if draw < 0:
+            return kind
+    return None

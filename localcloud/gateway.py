@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import collections
 import contextlib
 import dataclasses
 import datetime as dt
@@ -62,7 +61,7 @@ from websockets.frames import OP_BINARY, OP_CONT, OP_TEXT, CloseCode
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
-from localcloud import python_env
+from localcloud import draw_fault, python_env
 from localcloud.lambda_runtime import Invocation, LambdaRuntime
 from localcloud.manifest import Manifest, RouteSpec
 
@@ -181,7 +180,6 @@ class Gateway:
         self.port = port
         self.limits = limits
         self.post_faults = post_faults
-        self.faults_seen: collections.Counter[str] = collections.Counter()
         self._faults_random = random.Random(post_faults.seed if post_faults else 0)
         self.runtime = LambdaRuntime(
             manifest, environment=environment, max_concurrency=max_concurrency, log_dir=log_dir
@@ -599,13 +597,9 @@ class Gateway:
         faults = self.post_faults
         if faults is None:
             return None
-        draw = self._faults_random.random()
-        for kind in ("throttled", "failed", "hung"):
-            draw -= getattr(faults, kind)
-            if draw < 0:
-                self.faults_seen[kind] += 1
-                return kind
-        return None
+        return draw_fault(
+            self._faults_random, {"throttled": faults.throttled, "failed": faults.failed, "hung": faults.hung}
+        )
 
 
 class _FrontDoor(asyncio.Protocol):

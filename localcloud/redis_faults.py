@@ -19,6 +19,7 @@ import random
 import threading
 from dataclasses import dataclass
 
+from localcloud import draw_fault
 from localcloud.cache import PrimaryEndpoint
 
 
@@ -72,12 +73,17 @@ class RedisFaultProxy(PrimaryEndpoint):
             chaos = self._chaos
             if chaos is None:
                 return None
-            draw = self._random.random()
-            for kind in ("drop_reply", "reset_mid_request", "delay_reply"):
-                draw -= getattr(chaos, kind)
-                if draw < 0:
-                    self.fired.append(kind)
-                    return _Fault(kind, b"", chaos.delay_seconds)
+            kind = draw_fault(
+                self._random,
+                {
+                    "drop_reply": chaos.drop_reply,
+                    "reset_mid_request": chaos.reset_mid_request,
+                    "delay_reply": chaos.delay_reply,
+                },
+            )
+            if kind is not None:
+                self.fired.append(kind)
+                return _Fault(kind, b"", chaos.delay_seconds)
         return None
 
     # -- one client connection -------------------------------------------------------------------------
