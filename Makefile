@@ -2,10 +2,11 @@
 ENV ?= local
 PYTHON_VERSION ?= 3.11
 export UV_PROJECT_ENVIRONMENT ?= $(CURDIR)/.venv
-UV := uv
+# The project's own uv, at one pinned version, installed on first use: a bare machine needs only Python.
+UV_VERSION := 0.13.9
+UV := $(CURDIR)/.venv-tools/bin/uv
+export UV
 RUN := $(UV) run --frozen --no-sync
-PYTHONPATH := $(CURDIR)/lambdas:$(CURDIR)/terraform:$(CURDIR)/clients/python:$(CURDIR)
-export PYTHONPATH
 # cdktf's jsii runtime still runs on the machine's Node 20; its end-of-life banner is noise in every synth.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
@@ -16,20 +17,28 @@ TF = cfg=$$(scripts/terraform-cli-config) && export TF_CLI_CONFIG_FILE=$${cfg:-$
 	terraform -chdir=$(STACK_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install build synth init plan apply deploy destroy smoke token test prove lint checkov bootstrap bench cost clean
+.PHONY: help install system-deps confirm-apply build synth init plan apply deploy destroy smoke token test prove lint checkov bootstrap bench cost clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  ENV=$(ENV) (local, dev, staging, prod; prod must be named explicitly)"
 
-install: .venv/.synced .venv-checkov/.synced tests/browser/node_modules/.synced ## Install the locked dependencies (.venv, .venv-checkov, tests/browser/node_modules)
+install: system-deps .venv/.synced .venv-checkov/.synced tests/browser/node_modules/.synced ## Install everything: redis-server and chromium if missing, uv, the locked dependencies
 
-.venv/.synced: pyproject.toml uv.lock
+# redis-server and chromium come from the system's packages (apt); skips what is present.
+system-deps:
+	@scripts/install-system-deps
+
+$(UV):
+	python3 -m venv $(CURDIR)/.venv-tools
+	$(CURDIR)/.venv-tools/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --python $(PYTHON_VERSION)
 	@touch $@
 
 # checkov pins dependencies that conflict with the dev group, so it gets its own environment.
-.venv-checkov/.synced: pyproject.toml uv.lock
+.venv-checkov/.synced: pyproject.toml uv.lock | $(UV)
 	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.venv-checkov $(UV) sync --frozen --python $(PYTHON_VERSION) --only-group checkov
 	@touch $@
 
@@ -44,12 +53,14 @@ build: install ## Build the Lambda zip for ENV's platform into dist/ (byte-ident
 	$(RUN) python scripts/build_lambdas.py --env $(ENV)
 
 synth: build ## Synthesize ENV's stack to cdktf.out/stacks/classwire-ENV (plain Terraform JSON)
-	$(RUN) python terraform/main.py --env $(ENV)
+	$(RUN) python -m classwire_infra.synth --env $(ENV)
 
 init: ## terraform init ENV's synthesized stack (its state backend comes from the config)
 	$(TF) init -input=false
 
-plan: synth init ## Plan ENV into cdktf.out/stacks/classwire-ENV/classwire-ENV.tfplan (+ .json for review)
+# init runs in plan's recipe, after the synthesis it reads, so `make -j plan` cannot reorder them.
+plan: synth ## Plan ENV into cdktf.out/stacks/classwire-ENV/classwire-ENV.tfplan (+ .json for review)
+	$(TF) init -input=false
 	$(TF) plan -input=false -out=$(PLAN_FILE)
 	$(TF) show -json $(PLAN_FILE) > $(STACK_DIR)/$(PLAN_FILE).json
 
@@ -57,11 +68,22 @@ apply: ## Apply exactly the saved plan of `make plan` (CI applies the plan it re
 	$(TF) apply -input=false $(PLAN_FILE)
 
 ifeq ($(ENV),local)
-deploy: install ## Deploy ENV: local runs the whole system here until Ctrl-C; others plan, then apply that plan
+deploy: install ## Deploy ENV: local runs the whole system here until Ctrl-C; others plan, ask, then apply that plan
 	$(RUN) python -m localcloud.deploy
 else
-deploy: plan apply
+# Three steps in one recipe, so no `make -j` runs the apply beside (or before) its plan.
+deploy:
+	@$(MAKE) --no-print-directory plan
+	@$(MAKE) --no-print-directory confirm-apply
+	@$(MAKE) --no-print-directory apply
 endif
+
+# Asks before an apply outside CI; AUTO_APPROVE=1 skips the question (CI=true, as CI services set it, too).
+confirm-apply:
+	@if [ "$${CI:-}" = true ] || [ "$(AUTO_APPROVE)" = 1 ]; then exit 0; fi; \
+	if [ ! -t 0 ]; then echo "no terminal to confirm the apply to $(ENV): run with AUTO_APPROVE=1" >&2; exit 1; fi; \
+	printf "Apply the plan above to %s? Type %s to confirm: " "$(ENV)" "$(ENV)"; read answer; \
+	[ "$$answer" = "$(ENV)" ] || { echo "not applied" >&2; exit 1; }
 
 destroy: init ## Destroy ENV's stack (asks for confirmation)
 	$(TF) destroy -input=false
@@ -102,10 +124,10 @@ bootstrap: install ## Set up an AWS account once: make bootstrap REPO=org/repo A
 		terraform -chdir=$(BOOTSTRAP_DIR) init -input=false && terraform -chdir=$(BOOTSTRAP_DIR) apply -input=false
 
 bench: install ## Benchmarks (fan-out, Redis round trips, CPU per message, cold starts, zips, synth, end to end) into reports/bench.json
-	$(RUN) python scripts/bench.py
+	$(RUN) python -m bench
 
 cost: install ## Monthly cost of ENV's stack for a usage profile: make cost ENV=prod PROFILE=<file>
 	$(RUN) python scripts/cost_model.py --env $(ENV) --profile "$(or $(PROFILE),cost/profiles/mid_size_school.toml)"
 
-clean: ## Remove build output
-	rm -rf dist build cdktf.out .pytest_cache reports/*.json
+clean: ## Remove build output (reports/ holds committed results and stays)
+	rm -rf dist build cdktf.out .pytest_cache reports/tmp

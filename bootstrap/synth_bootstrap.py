@@ -12,13 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT / "bootstrap", ROOT / "terraform", ROOT / "lambdas"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
 from classwire_bootstrap.config import DEPLOYABLE, BootstrapConfig, BootstrapConfigError  # noqa: E402
 from classwire_bootstrap.stack import synth  # noqa: E402
+from classwire_infra.paths import ROOT
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,8 @@ from pathlib import Path
 import redis
 from classwire_infra.config import DEFAULT_EVICTION_POLICY
 
+from localcloud import processes
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -46,7 +48,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise RuntimeError("redis-server is not installed: run scripts/install-system-deps")
+            raise RuntimeError("redis-server is not installed: run `make install`")
         self.dir.mkdir(parents=True, exist_ok=True)
         config = [
             "bind 127.0.0.1",
@@ -59,11 +61,11 @@ class RedisServer:
             *self.extra,
         ]
         (self.dir / "redis.conf").write_text("\n".join(config) + "\n")
-        self.process = subprocess.Popen(
+        # In a session of its own, so a Ctrl-C in the terminal reaches the orchestrator, not redis directly.
+        self.process = processes.start_session(
             [binary, str(self.dir / "redis.conf")],
             stdout=(self.dir / "redis.log").open("w"),
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C in the terminal reaches the orchestrator, not redis directly
         )
         self.wait_ready()
         return self

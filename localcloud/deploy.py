@@ -17,7 +17,6 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,12 +28,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from classwire_infra.config import EnvConfig, load
+from classwire_infra.paths import ROOT
+
+from localcloud import processes
 from localcloud.emulator import AwsEmulator
 from localcloud.manifest import Manifest
 from localcloud.system import LocalSystem
 from localcloud.web_server import DemoWebServer
 
-ROOT = Path(__file__).resolve().parent.parent
 READY_LINE = "classwire local cloud is up"
 DEFAULT_GATEWAY_PORT = 8080
 DEFAULT_WEB_PORT = 8081
@@ -46,7 +47,9 @@ class DeployError(RuntimeError):
 
 def run(command: list[str], *, env: dict[str, str] | None = None, what: str) -> str:
     """Runs a step; on failure shows its own output, since that is where the reason is."""
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    result = processes.run(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     if result.returncode != 0:
         raise DeployError(
             f"{what} failed (exit {result.returncode}):\n{result.stdout[-4000:]}{result.stderr[-4000:]}"
@@ -79,7 +82,8 @@ def prepare_stack(
         run(
             [
                 sys.executable,
-                "terraform/main.py",
+                "-m",
+                "classwire_infra.synth",
                 "--env",
                 config.name,
                 "--aws-endpoint",
@@ -172,11 +176,6 @@ def build_package(config: EnvConfig, timings: dict[str, float], say: Callable[[s
         say(line)
 
 
-def ensure_redis_server() -> None:
-    if shutil.which("redis-server") is None:
-        run([str(ROOT / "scripts/install-system-deps")], what="installing redis-server")
-
-
 def wait_for_interrupt() -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -204,7 +203,6 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, float] = {}
     started = time.monotonic()
     try:
-        ensure_redis_server()
         # Build, synth and init need no emulator: they run while Redis and the emulator start.
         background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
         prepared = background.submit(prepare_stack, config, timings, say)

@@ -24,8 +24,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from localcloud import python_env
-
 HOST = "127.0.0.1"
 # The credentials and region every client of the emulator uses; moto accepts any, these are its defaults.
 ACCOUNT_ID = "123456789012"
@@ -116,7 +114,7 @@ class AwsEmulator:
 
     def _start_process(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = python_env({**os.environ, **moto_environment(self.load_managed_policies)})
+        env = {**os.environ, **moto_environment(self.load_managed_policies)}
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
             [

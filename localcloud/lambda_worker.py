@@ -4,7 +4,7 @@ It imports the handler once (the cold start), then serves invocations read as JS
 stdin and answers each with one JSON line on its stdout. The handler's own prints and logs go to
 stderr, as they go to CloudWatch on AWS, so they can never corrupt the protocol. Standalone on
 purpose: `-I` keeps the gateway's PYTHONPATH and this directory off sys.path, so the function's code
-directory comes first and only the gateway's site-packages stand behind it (like the Lambda runtime's
+directory comes first and only the interpreter's site-packages stand behind it (like the Lambda runtime's
 bundled packages).
 """
 
@@ -65,7 +65,10 @@ def main() -> None:
         replies.flush()
 
     task_root = os.environ["LAMBDA_TASK_ROOT"]
-    sys.path[:] = [task_root] + [p for p in sys.path if p and p != task_root]
+    # Behind the task root only the interpreter's own directories: the repository's editable install
+    # (its .pth entries, outside the venv) must not fill in for what the zip lacks.
+    interpreter_dirs = tuple({sys.prefix, sys.base_prefix})
+    sys.path[:] = [task_root] + [p for p in sys.path if p.startswith(interpreter_dirs) and p != task_root]
     os.chdir(task_root)
     module_name, _, function_name = os.environ["_HANDLER"].rpartition(".")
     try:

@@ -29,6 +29,7 @@ S3
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 MOTO_VERSION = "5.2.5"
@@ -77,404 +78,462 @@ def _store(backend: Any, name: str) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- ElastiCache
+#
+# One function per patched or added operation, each under the gap it closes; `_patch_elasticache` installs
+# them. Patched backend methods get moto's ElastiCacheBackend (`backend`); the `_api_` functions are API
+# operations, which get moto's ElastiCacheResponse (`response`) and return what the operation answers.
+# moto is imported where it is needed, never at this module's import: the emulator sets moto's
+# environment before moto is first imported.
 
 
 def _patch_elasticache() -> None:
-    from moto.core.common_models import BaseModel
-    from moto.core.responses import ActionResult, EmptyResult
     from moto.elasticache import models
-    from moto.elasticache.exceptions import (
-        CacheSubnetGroupNotFound,
-        ElastiCacheException,
-        UserNotFound,
-    )
     from moto.elasticache.responses import ElastiCacheResponse
 
     Backend = models.ElastiCacheBackend
-    CacheCluster = models.CacheCluster
-    ReplicationGroup = models.ReplicationGroup
-
-    def error(code: str, message: str) -> ElastiCacheException:
-        exc = ElastiCacheException(message)
-        exc.code = code
-        return exc
-
-    # Gap: the backend's ARN check (used by ListTagsForResource, which the provider calls after every read)
-    # rejects parameter-group and user-group ARNs, the two resource kinds this shim adds below.
-    @_wraps(Backend, "__init__")
-    def _init(original, self, region_name, account_id):
-        original(self, region_name, account_id)
-        self.arn_regex = models.re_compile(
-            r"^arn:aws:elasticache:.*:[0-9]*:"
-            r"(cluster|snapshot|subnetgroup|replicationgroup|user|usergroup|parametergroup):.*$"
-        )
-
-    # Gap (b): with cluster mode off, NumCacheClusters is ignored: moto derives the member count from
-    # ReplicasPerNodeGroup alone, so `num_cache_clusters = 2` makes a group with one node and every re-plan
-    # wants to add a replica. Feed the requested count through as the replica count it understands.
-    @_wraps(ReplicationGroup, "_set_node_members_clusters_disabled")
-    def _members_disabled(original, self, *, num_cache_clusters, replicas_per_node_group, **kwargs):
-        if not replicas_per_node_group and num_cache_clusters and num_cache_clusters > 1:
-            replicas_per_node_group = num_cache_clusters - 1
-        return original(
-            self,
-            num_cache_clusters=num_cache_clusters,
-            replicas_per_node_group=replicas_per_node_group,
-            **kwargs,
-        )
-
-    # The CacheCluster shape has `SecurityGroups` and `CacheParameterGroup` structures; moto keeps only the
-    # ids/name, so DescribeCacheClusters returned neither and the provider read back no security groups
-    # and no parameter group for a replication group (a diff on every plan).
-    CacheCluster.security_groups = property(
-        lambda self: [{"SecurityGroupId": sg, "Status": "active"} for sg in self.security_group_ids]
+    _wraps(Backend, "__init__")(_backend_init)
+    _wraps(Backend, "create_replication_group")(_create_replication_group)
+    _wraps(Backend, "delete_replication_group")(_delete_replication_group)
+    Backend.delete_cache_subnet_group = _delete_cache_subnet_group
+    _wraps(models.ReplicationGroup, "_set_node_members_clusters_disabled")(
+        _set_node_members_clusters_disabled
     )
-    CacheCluster.cache_parameter_group = property(
-        lambda self: {
-            "CacheParameterGroupName": self.cache_parameter_group_name,
-            "ParameterApplyStatus": "in-sync",
-            "CacheNodeIdsToReboot": [],
-        }
-        if self.cache_parameter_group_name
-        else None
-    )
-
-    def member_cluster(backend: Any, group: Any, member: dict[str, Any]) -> Any:
-        engine = group.engine or "redis"
-        version = group.engine_version or "7.1"
-        cluster = CacheCluster(
-            account_id=backend.account_id,
-            region_name=backend.region_name,
-            cache_cluster_id=member["cache_cluster_id"],
-            cache_node_type=group.cache_node_type,
-            replication_group_id=group.replication_group_id,
-            az_mode="single-az",
-            preferred_availability_zone=member.get("preferred_availability_zone"),
-            num_cache_nodes=1,
-            engine=engine,
-            engine_version=version,
-            # Like AWS: a group without its own parameter group uses the engine's default one.
-            cache_parameter_group_name=group.cache_parameter_group_name
-            or f"default.{engine}{version.split('.')[0]}",
-            cache_subnet_group_name=group.cache_subnet_group_name,
-            transit_encryption_enabled=group.transit_encryption_enabled,
-            network_type=group.network_type,
-            ip_discovery=group.ip_discovery,
-            snapshot_name=None,
-            preferred_maintenance_window=group.preferred_maintenance_window,
-            port=group.port,
-            notification_topic_arn=group.notification_topic_arn,
-            auto_minor_version_upgrade=_as_bool(group.auto_minor_version_upgrade, default=True),
-            snapshot_retention_limit=group.snapshot_retention_limit,
-            snapshot_window=group.snapshot_window,
-            auth_token=None,
-            outpost_mode=None,
-            preferred_outpost_arn=None,
-            preferred_availability_zones=None,
-            cache_security_group_names=None,
-            security_group_ids=list(group.security_group_ids or []),
-            tags=None,
-            snapshot_arns=None,
-            preferred_outpost_arns=None,
-            log_delivery_configurations=[],
-            cache_node_ids_to_remove=None,
-            cache_node_ids_to_reboot=None,
-        )
-        # Read from the member cluster by the provider; the group holds the truth.
-        cluster.auth_token_enabled = group.auth_token_enabled
-        cluster.at_rest_encryption_enabled = group.at_rest_encryption_enabled
-        cluster.transit_encryption_mode = group.transit_encryption_mode or (
-            "required" if group.transit_encryption_enabled else None
-        )
-        cluster.replication_group_log_delivery_enabled = bool(group.log_delivery_configurations)
-        endpoint = member.get("read_endpoint") or {}
-        cluster.cache_nodes = [
-            {
-                "CacheNodeId": "0001",
-                "CacheNodeStatus": "available",
-                "CacheNodeCreateTime": cluster.cache_cluster_create_time,
-                "Endpoint": {"Address": endpoint.get("address"), "Port": group.port},
-                "ParameterGroupStatus": "in-sync",
-                "CustomerAvailabilityZone": member.get("preferred_availability_zone"),
-            }
-        ]
-        return cluster
-
-    # Gap (a): a replication group's member clusters (MemberClusters, NodeGroupMembers) are never
-    # registered as cache clusters, so the provider's read (DescribeCacheClusters on the first member,
-    # for node type, engine version, parameter group, security groups, encryption) fails with
-    # CacheClusterNotFound. Register one cache cluster per member, described from the group.
-    @_wraps(Backend, "create_replication_group")
-    def _create_group(original, self, **kwargs):
-        group = original(self, **kwargs)
-        group.auto_minor_version_upgrade = _as_bool(group.auto_minor_version_upgrade, default=True)
-        group.engine_version = group.engine_version or "7.1"
-        if group.transit_encryption_enabled and not group.transit_encryption_mode:
-            group.transit_encryption_mode = "required"
-        for node_group in group.node_groups:
-            # The ReaderEndpoint structure is what the API returns; moto keeps only a bare address.
-            if node_group.get("reader_endpoint_address") and "reader_endpoint" not in node_group:
-                node_group["reader_endpoint"] = {
-                    "address": node_group["reader_endpoint_address"],
-                    "port": group.port,
-                }
-            for member in node_group["node_group_members"]:
-                self.cache_clusters[member["cache_cluster_id"]] = member_cluster(self, group, member)
-        return group
-
-    # Gap (d): DeleteReplicationGroup leaves the group in the backend with status `deleting` forever, so
-    # the provider's wait for it to disappear never ends (until its 40-minute timeout). Answer the delete
-    # with the group in `deleting`, as AWS does, then forget it and its member clusters (all of them, or
-    # all but the primary with RetainPrimaryCluster, which AWS keeps as a standalone cluster).
-    @_wraps(Backend, "delete_replication_group")
-    def _delete_group(original, self, replication_group_id, retain_primary_cluster):
-        primary = None
-        if replication_group_id in self.replication_groups:
-            node_groups = self.replication_groups[replication_group_id].node_groups
-            primary = node_groups[0]["node_group_members"][0]["cache_cluster_id"] if node_groups else None
-        group = original(self, replication_group_id, retain_primary_cluster)
-        for cluster_id in list(self.cache_clusters):
-            if self.cache_clusters[cluster_id].replication_group_id == replication_group_id:
-                if retain_primary_cluster and cluster_id == primary:
-                    self.cache_clusters[cluster_id].replication_group_id = None
-                else:
-                    del self.cache_clusters[cluster_id]
-        del self.replication_groups[replication_group_id]
-        return group
-
-    def group_or_cluster_uses(self, attribute: str, value: str) -> str | None:
-        for group in self.replication_groups.values():
-            if getattr(group, attribute, None) == value:
-                return group.replication_group_id
-        for cluster in self.cache_clusters.values():
-            if getattr(cluster, attribute, None) == value:
-                return cluster.cache_cluster_id
-        return None
-
-    # Gap (c): DeleteCacheSubnetGroup is not implemented (moto answers 500), so `terraform destroy` of
-    # a subnet group retries until it times out.
-    def delete_cache_subnet_group(self, cache_subnet_group_name: str) -> None:
-        if cache_subnet_group_name not in self.cache_subnet_groups:
-            raise CacheSubnetGroupNotFound(cache_subnet_group_name)
-        user = group_or_cluster_uses(self, "cache_subnet_group_name", cache_subnet_group_name)
-        if user:
-            raise error(
-                "CacheSubnetGroupInUse", f"Cache subnet group {cache_subnet_group_name} is in use by {user}."
-            )
-        del self.cache_subnet_groups[cache_subnet_group_name]
-
-    Backend.delete_cache_subnet_group = delete_cache_subnet_group
-
-    def delete_cache_subnet_group_response(self) -> ActionResult:
-        self.elasticache_backend.delete_cache_subnet_group(self._get_param("CacheSubnetGroupName"))
-        return EmptyResult()
-
-    ElastiCacheResponse.delete_cache_subnet_group = delete_cache_subnet_group_response
-
-    # Gap: cache parameter groups are not implemented at all (Create/Describe/Modify/Reset/Delete
-    # CacheParameterGroup, DescribeCacheParameters), so `aws_elasticache_parameter_group` never creates.
-    # Only the parameters a user set are modelled; they are what the provider reads back (Source=user).
-    class CacheParameterGroup(BaseModel):
-        def __init__(self, backend: Any, name: str, family: str, description: str):
-            self.cache_parameter_group_name = name
-            self.cache_parameter_group_family = family
-            self.description = description
-            self.is_global = False
-            self.arn = f"arn:aws:elasticache:{backend.region_name}:{backend.account_id}:parametergroup:{name}"
-            self.parameters: dict[str, str] = {}
-
-    def parameter_group(self, name: str) -> CacheParameterGroup:
-        groups = _store(self, "cache_parameter_groups")
-        if name not in groups:
-            raise error("CacheParameterGroupNotFound", f"CacheParameterGroup {name} not found.")
-        return groups[name]
-
-    def create_cache_parameter_group(self) -> ActionResult:
-        backend = self.elasticache_backend
-        groups = _store(backend, "cache_parameter_groups")
-        name = self._get_param("CacheParameterGroupName")
-        if name in groups:
-            raise error("CacheParameterGroupAlreadyExists", f"Parameter group {name} already exists.")
-        group = CacheParameterGroup(
-            backend, name, self._get_param("CacheParameterGroupFamily"), self._get_param("Description")
-        )
-        groups[name] = group
-        if tags := self._get_param("Tags", []):
-            backend.tagging_service.tag_resource(group.arn, tags)
-        return ActionResult({"CacheParameterGroup": group})
-
-    def describe_cache_parameter_groups(self) -> ActionResult:
-        backend = self.elasticache_backend
-        name = self._get_param("CacheParameterGroupName")
-        if name:
-            groups = [parameter_group(backend, name)]
-        else:
-            groups = list(_store(backend, "cache_parameter_groups").values())
-        return ActionResult({"CacheParameterGroups": groups})
-
-    def modify_cache_parameter_group(self) -> ActionResult:
-        name = self._get_param("CacheParameterGroupName")
-        group = parameter_group(self.elasticache_backend, name)
-        for parameter in self._get_param("ParameterNameValues", []):
-            group.parameters[parameter["ParameterName"]] = parameter["ParameterValue"]
-        return ActionResult({"CacheParameterGroupName": name})
-
-    def reset_cache_parameter_group(self) -> ActionResult:
-        name = self._get_param("CacheParameterGroupName")
-        group = parameter_group(self.elasticache_backend, name)
-        if self._get_bool_param("ResetAllParameters"):
-            group.parameters.clear()
-        for parameter in self._get_param("ParameterNameValues", []):
-            group.parameters.pop(parameter["ParameterName"], None)
-        return ActionResult({"CacheParameterGroupName": name})
-
-    def describe_cache_parameters(self) -> ActionResult:
-        group = parameter_group(self.elasticache_backend, self._get_param("CacheParameterGroupName"))
-        source = self._get_param("Source")
-        parameters = [
-            {
-                "ParameterName": name,
-                "ParameterValue": value,
-                "Source": "user",
-                "DataType": "string",
-                "IsModifiable": True,
-                "ChangeType": "immediate",
-            }
-            for name, value in sorted(group.parameters.items())
-        ]
-        if source not in (None, "user"):
-            parameters = []
-        return ActionResult({"Parameters": parameters, "CacheNodeTypeSpecificParameters": []})
-
-    def delete_cache_parameter_group(self) -> ActionResult:
-        backend = self.elasticache_backend
-        name = self._get_param("CacheParameterGroupName")
-        group = parameter_group(backend, name)
-        user = group_or_cluster_uses(backend, "cache_parameter_group_name", name)
-        if user:
-            raise error("InvalidCacheParameterGroupState", f"Parameter group {name} is in use by {user}.")
-        del _store(backend, "cache_parameter_groups")[name]
-        backend.tagging_service.delete_all_tags_for_resource(group.arn)
-        return EmptyResult()
-
-    # Gap: user groups are not implemented (Create/Describe/Modify/DeleteUserGroup), so
-    # `aws_elasticache_user_group` (RBAC, needed for IAM authentication) never creates. Modelled like AWS:
-    # the members must exist and a Redis group must hold a user named `default`; a group in use by a
-    # replication group cannot be deleted; a deleted group answers `deleting` and is gone at once (the
-    # provider waits for it to disappear).
-    class UserGroup(BaseModel):
-        def __init__(self, backend: Any, user_group_id: str, engine: str, user_ids: list[str]):
-            self._backend = backend
-            self.user_group_id = user_group_id
-            self.engine = engine
-            self.user_ids = user_ids
-            self.status = "active"
-            self.minimum_engine_version = "6.0"
-            self.arn = (
-                f"arn:aws:elasticache:{backend.region_name}:{backend.account_id}:usergroup:{user_group_id}"
-            )
-
-        @property
-        def replication_groups(self) -> list[str]:
-            return [
-                group.replication_group_id
-                for group in self._backend.replication_groups.values()
-                if self.user_group_id in (group.user_group_ids or [])
-            ]
-
-        @property
-        def serverless_caches(self) -> list[str]:
-            return []
-
-    def check_members(backend: Any, engine: str, user_ids: list[str]) -> None:
-        for user_id in user_ids:
-            if user_id not in backend.users:
-                raise UserNotFound(user_id)
-        names = [backend.users[user_id].name for user_id in user_ids]
-        if engine == "redis" and "default" not in names:
-            raise error(
-                "DefaultUserRequired", "User group needs to contain a user with the user name default."
-            )
-        if len(set(names)) != len(names):
-            raise error("DuplicateUserName", "A user group cannot hold two users with the same user name.")
-
-    def user_group(backend: Any, user_group_id: str) -> UserGroup:
-        groups = _store(backend, "user_groups")
-        if user_group_id not in groups:
-            raise error("UserGroupNotFound", f"User group {user_group_id} not found.")
-        return groups[user_group_id]
-
-    def create_user_group(self) -> ActionResult:
-        backend = self.elasticache_backend
-        groups = _store(backend, "user_groups")
-        user_group_id = self._get_param("UserGroupId")
-        engine = (self._get_param("Engine") or "redis").lower()
-        user_ids = self._get_param("UserIds", [])
-        if user_group_id in groups:
-            raise error("UserGroupAlreadyExists", f"User group {user_group_id} already exists.")
-        check_members(backend, engine, user_ids)
-        group = UserGroup(backend, user_group_id, engine, user_ids)
-        groups[user_group_id] = group
-        for user_id in user_ids:
-            backend.users[user_id].user_group_ids.append(user_group_id)
-        if tags := self._get_param("Tags", []):
-            backend.tagging_service.tag_resource(group.arn, tags)
-        return ActionResult(group)
-
-    def describe_user_groups(self) -> ActionResult:
-        backend = self.elasticache_backend
-        groups = _store(backend, "user_groups")
-        user_group_id = self._get_param("UserGroupId")
-        if not user_group_id:
-            return ActionResult({"UserGroups": list(groups.values())})
-        return ActionResult({"UserGroups": [user_group(backend, user_group_id)]})
-
-    def modify_user_group(self) -> ActionResult:
-        backend = self.elasticache_backend
-        group = user_group(backend, self._get_param("UserGroupId"))
-        to_add = self._get_param("UserIdsToAdd", [])
-        to_remove = self._get_param("UserIdsToRemove", [])
-        user_ids = [u for u in group.user_ids if u not in to_remove] + [
-            u for u in to_add if u not in group.user_ids
-        ]
-        check_members(backend, group.engine, user_ids)
-        for user_id in to_remove:
-            if user_id in backend.users and group.user_group_id in backend.users[user_id].user_group_ids:
-                backend.users[user_id].user_group_ids.remove(group.user_group_id)
-        for user_id in to_add:
-            backend.users[user_id].user_group_ids.append(group.user_group_id)
-        group.user_ids = user_ids
-        return ActionResult(group)
-
-    def delete_user_group(self) -> ActionResult:
-        backend = self.elasticache_backend
-        group = user_group(backend, self._get_param("UserGroupId"))
-        if group.replication_groups:
-            raise error(
-                "InvalidUserGroupState",
-                f"User group {group.user_group_id} is in use by {', '.join(group.replication_groups)}.",
-            )
-        for user_id in group.user_ids:
-            if user_id in backend.users and group.user_group_id in backend.users[user_id].user_group_ids:
-                backend.users[user_id].user_group_ids.remove(group.user_group_id)
-        group.status = "deleting"
-        del _store(backend, "user_groups")[group.user_group_id]
-        backend.tagging_service.delete_all_tags_for_resource(group.arn)
-        return ActionResult(group)
-
+    models.CacheCluster.security_groups = property(_cluster_security_groups)
+    models.CacheCluster.cache_parameter_group = property(_cluster_cache_parameter_group)
     for handler in (
-        create_cache_parameter_group,
-        describe_cache_parameter_groups,
-        modify_cache_parameter_group,
-        reset_cache_parameter_group,
-        describe_cache_parameters,
-        delete_cache_parameter_group,
-        create_user_group,
-        describe_user_groups,
-        modify_user_group,
-        delete_user_group,
+        _api_delete_cache_subnet_group,
+        _api_create_cache_parameter_group,
+        _api_describe_cache_parameter_groups,
+        _api_modify_cache_parameter_group,
+        _api_reset_cache_parameter_group,
+        _api_describe_cache_parameters,
+        _api_delete_cache_parameter_group,
+        _api_create_user_group,
+        _api_describe_user_groups,
+        _api_modify_user_group,
+        _api_delete_user_group,
     ):
-        setattr(ElastiCacheResponse, handler.__name__, handler)
+        setattr(ElastiCacheResponse, handler.__name__.removeprefix("_api_"), _action(handler))
+
+
+def _action(operation):
+    """An API operation as moto calls it: what it answers as an ActionResult, None as an EmptyResult."""
+    from moto.core.responses import ActionResult, EmptyResult
+
+    @functools.wraps(operation)
+    def handle(response):
+        answer = operation(response)
+        return EmptyResult() if answer is None else ActionResult(answer)
+
+    return handle
+
+
+@functools.cache
+def _moto_model(cls: type) -> type:
+    """`cls` as a moto model (a BaseModel, whose instances moto tracks like its own), made on first use:
+    moto is imported only once the shim is applied."""
+    from moto.core.common_models import BaseModel
+
+    return type(cls.__name__.removeprefix("_"), (cls, BaseModel), {"__module__": cls.__module__})
+
+
+def _elasticache_error(code: str, message: str) -> Exception:
+    from moto.elasticache.exceptions import ElastiCacheException
+
+    exc = ElastiCacheException(message)
+    exc.code = code
+    return exc
+
+
+# Gap: the backend's ARN check (used by ListTagsForResource, which the provider calls after every read)
+# rejects parameter-group and user-group ARNs, the two resource kinds this shim adds below.
+def _backend_init(original, backend, region_name, account_id):
+    original(backend, region_name, account_id)
+    backend.arn_regex = re.compile(
+        r"^arn:aws:elasticache:.*:[0-9]*:"
+        r"(cluster|snapshot|subnetgroup|replicationgroup|user|usergroup|parametergroup):.*$"
+    )
+
+
+# Gap (b): with cluster mode off, NumCacheClusters is ignored: moto derives the member count from
+# ReplicasPerNodeGroup alone, so `num_cache_clusters = 2` makes a group with one node and every re-plan
+# wants to add a replica. Feed the requested count through as the replica count it understands.
+def _set_node_members_clusters_disabled(
+    original, group, *, num_cache_clusters, replicas_per_node_group, **kwargs
+):
+    if not replicas_per_node_group and num_cache_clusters and num_cache_clusters > 1:
+        replicas_per_node_group = num_cache_clusters - 1
+    return original(
+        group,
+        num_cache_clusters=num_cache_clusters,
+        replicas_per_node_group=replicas_per_node_group,
+        **kwargs,
+    )
+
+
+# The CacheCluster shape has `SecurityGroups` and `CacheParameterGroup` structures; moto keeps only the
+# ids/name, so DescribeCacheClusters returned neither and the provider read back no security groups
+# and no parameter group for a replication group (a diff on every plan).
+def _cluster_security_groups(cluster) -> list[dict[str, str]]:
+    return [{"SecurityGroupId": sg, "Status": "active"} for sg in cluster.security_group_ids]
+
+
+def _cluster_cache_parameter_group(cluster) -> dict[str, Any] | None:
+    if not cluster.cache_parameter_group_name:
+        return None
+    return {
+        "CacheParameterGroupName": cluster.cache_parameter_group_name,
+        "ParameterApplyStatus": "in-sync",
+        "CacheNodeIdsToReboot": [],
+    }
+
+
+# Gap (a): a replication group's member clusters (MemberClusters, NodeGroupMembers) are never
+# registered as cache clusters, so the provider's read (DescribeCacheClusters on the first member,
+# for node type, engine version, parameter group, security groups, encryption) fails with
+# CacheClusterNotFound. Register one cache cluster per member, described from the group.
+def _create_replication_group(original, backend, **kwargs):
+    group = original(backend, **kwargs)
+    group.auto_minor_version_upgrade = _as_bool(group.auto_minor_version_upgrade, default=True)
+    group.engine_version = group.engine_version or "7.1"
+    if group.transit_encryption_enabled and not group.transit_encryption_mode:
+        group.transit_encryption_mode = "required"
+    for node_group in group.node_groups:
+        # The ReaderEndpoint structure is what the API returns; moto keeps only a bare address.
+        if node_group.get("reader_endpoint_address") and "reader_endpoint" not in node_group:
+            node_group["reader_endpoint"] = {
+                "address": node_group["reader_endpoint_address"],
+                "port": group.port,
+            }
+        for member in node_group["node_group_members"]:
+            backend.cache_clusters[member["cache_cluster_id"]] = _member_cluster(backend, group, member)
+    return group
+
+
+def _member_cluster(backend: Any, group: Any, member: dict[str, Any]) -> Any:
+    from moto.elasticache.models import CacheCluster
+
+    engine = group.engine or "redis"
+    version = group.engine_version or "7.1"
+    cluster = CacheCluster(
+        account_id=backend.account_id,
+        region_name=backend.region_name,
+        cache_cluster_id=member["cache_cluster_id"],
+        cache_node_type=group.cache_node_type,
+        replication_group_id=group.replication_group_id,
+        az_mode="single-az",
+        preferred_availability_zone=member.get("preferred_availability_zone"),
+        num_cache_nodes=1,
+        engine=engine,
+        engine_version=version,
+        # Like AWS: a group without its own parameter group uses the engine's default one.
+        cache_parameter_group_name=group.cache_parameter_group_name
+        or f"default.{engine}{version.split('.')[0]}",
+        cache_subnet_group_name=group.cache_subnet_group_name,
+        transit_encryption_enabled=group.transit_encryption_enabled,
+        network_type=group.network_type,
+        ip_discovery=group.ip_discovery,
+        snapshot_name=None,
+        preferred_maintenance_window=group.preferred_maintenance_window,
+        port=group.port,
+        notification_topic_arn=group.notification_topic_arn,
+        auto_minor_version_upgrade=_as_bool(group.auto_minor_version_upgrade, default=True),
+        snapshot_retention_limit=group.snapshot_retention_limit,
+        snapshot_window=group.snapshot_window,
+        auth_token=None,
+        outpost_mode=None,
+        preferred_outpost_arn=None,
+        preferred_availability_zones=None,
+        cache_security_group_names=None,
+        security_group_ids=list(group.security_group_ids or []),
+        tags=None,
+        snapshot_arns=None,
+        preferred_outpost_arns=None,
+        log_delivery_configurations=[],
+        cache_node_ids_to_remove=None,
+        cache_node_ids_to_reboot=None,
+    )
+    # Read from the member cluster by the provider; the group holds the truth.
+    cluster.auth_token_enabled = group.auth_token_enabled
+    cluster.at_rest_encryption_enabled = group.at_rest_encryption_enabled
+    cluster.transit_encryption_mode = group.transit_encryption_mode or (
+        "required" if group.transit_encryption_enabled else None
+    )
+    cluster.replication_group_log_delivery_enabled = bool(group.log_delivery_configurations)
+    endpoint = member.get("read_endpoint") or {}
+    cluster.cache_nodes = [
+        {
+            "CacheNodeId": "0001",
+            "CacheNodeStatus": "available",
+            "CacheNodeCreateTime": cluster.cache_cluster_create_time,
+            "Endpoint": {"Address": endpoint.get("address"), "Port": group.port},
+            "ParameterGroupStatus": "in-sync",
+            "CustomerAvailabilityZone": member.get("preferred_availability_zone"),
+        }
+    ]
+    return cluster
+
+
+# Gap (d): DeleteReplicationGroup leaves the group in the backend with status `deleting` forever, so
+# the provider's wait for it to disappear never ends (until its 40-minute timeout). Answer the delete
+# with the group in `deleting`, as AWS does, then forget it and its member clusters (all of them, or
+# all but the primary with RetainPrimaryCluster, which AWS keeps as a standalone cluster).
+def _delete_replication_group(original, backend, replication_group_id, retain_primary_cluster):
+    primary = None
+    if replication_group_id in backend.replication_groups:
+        node_groups = backend.replication_groups[replication_group_id].node_groups
+        primary = node_groups[0]["node_group_members"][0]["cache_cluster_id"] if node_groups else None
+    group = original(backend, replication_group_id, retain_primary_cluster)
+    for cluster_id in list(backend.cache_clusters):
+        if backend.cache_clusters[cluster_id].replication_group_id == replication_group_id:
+            if retain_primary_cluster and cluster_id == primary:
+                backend.cache_clusters[cluster_id].replication_group_id = None
+            else:
+                del backend.cache_clusters[cluster_id]
+    del backend.replication_groups[replication_group_id]
+    return group
+
+
+def _group_or_cluster_uses(backend: Any, attribute: str, value: str) -> str | None:
+    for group in backend.replication_groups.values():
+        if getattr(group, attribute, None) == value:
+            return group.replication_group_id
+    for cluster in backend.cache_clusters.values():
+        if getattr(cluster, attribute, None) == value:
+            return cluster.cache_cluster_id
+    return None
+
+
+# Gap (c): DeleteCacheSubnetGroup is not implemented (moto answers 500), so `terraform destroy` of
+# a subnet group retries until it times out.
+def _delete_cache_subnet_group(backend, cache_subnet_group_name: str) -> None:
+    from moto.elasticache.exceptions import CacheSubnetGroupNotFound
+
+    if cache_subnet_group_name not in backend.cache_subnet_groups:
+        raise CacheSubnetGroupNotFound(cache_subnet_group_name)
+    user = _group_or_cluster_uses(backend, "cache_subnet_group_name", cache_subnet_group_name)
+    if user:
+        raise _elasticache_error(
+            "CacheSubnetGroupInUse", f"Cache subnet group {cache_subnet_group_name} is in use by {user}."
+        )
+    del backend.cache_subnet_groups[cache_subnet_group_name]
+
+
+def _api_delete_cache_subnet_group(response):
+    response.elasticache_backend.delete_cache_subnet_group(response._get_param("CacheSubnetGroupName"))
+    return None
+
+
+# Gap: cache parameter groups are not implemented at all (Create/Describe/Modify/Reset/Delete
+# CacheParameterGroup, DescribeCacheParameters), so `aws_elasticache_parameter_group` never creates.
+# Only the parameters a user set are modelled; they are what the provider reads back (Source=user).
+class _CacheParameterGroup:
+    def __init__(self, backend: Any, name: str, family: str, description: str):
+        self.cache_parameter_group_name = name
+        self.cache_parameter_group_family = family
+        self.description = description
+        self.is_global = False
+        self.arn = f"arn:aws:elasticache:{backend.region_name}:{backend.account_id}:parametergroup:{name}"
+        self.parameters: dict[str, str] = {}
+
+
+def _parameter_group(backend: Any, name: str) -> Any:
+    groups = _store(backend, "cache_parameter_groups")
+    if name not in groups:
+        raise _elasticache_error("CacheParameterGroupNotFound", f"CacheParameterGroup {name} not found.")
+    return groups[name]
+
+
+def _api_create_cache_parameter_group(response):
+    backend = response.elasticache_backend
+    groups = _store(backend, "cache_parameter_groups")
+    name = response._get_param("CacheParameterGroupName")
+    if name in groups:
+        raise _elasticache_error(
+            "CacheParameterGroupAlreadyExists", f"Parameter group {name} already exists."
+        )
+    group = _moto_model(_CacheParameterGroup)(
+        backend, name, response._get_param("CacheParameterGroupFamily"), response._get_param("Description")
+    )
+    groups[name] = group
+    if tags := response._get_param("Tags", []):
+        backend.tagging_service.tag_resource(group.arn, tags)
+    return {"CacheParameterGroup": group}
+
+
+def _api_describe_cache_parameter_groups(response):
+    backend = response.elasticache_backend
+    name = response._get_param("CacheParameterGroupName")
+    if name:
+        groups = [_parameter_group(backend, name)]
+    else:
+        groups = list(_store(backend, "cache_parameter_groups").values())
+    return {"CacheParameterGroups": groups}
+
+
+def _api_modify_cache_parameter_group(response):
+    name = response._get_param("CacheParameterGroupName")
+    group = _parameter_group(response.elasticache_backend, name)
+    for parameter in response._get_param("ParameterNameValues", []):
+        group.parameters[parameter["ParameterName"]] = parameter["ParameterValue"]
+    return {"CacheParameterGroupName": name}
+
+
+def _api_reset_cache_parameter_group(response):
+    name = response._get_param("CacheParameterGroupName")
+    group = _parameter_group(response.elasticache_backend, name)
+    if response._get_bool_param("ResetAllParameters"):
+        group.parameters.clear()
+    for parameter in response._get_param("ParameterNameValues", []):
+        group.parameters.pop(parameter["ParameterName"], None)
+    return {"CacheParameterGroupName": name}
+
+
+def _api_describe_cache_parameters(response):
+    group = _parameter_group(response.elasticache_backend, response._get_param("CacheParameterGroupName"))
+    source = response._get_param("Source")
+    parameters = [
+        {
+            "ParameterName": name,
+            "ParameterValue": value,
+            "Source": "user",
+            "DataType": "string",
+            "IsModifiable": True,
+            "ChangeType": "immediate",
+        }
+        for name, value in sorted(group.parameters.items())
+    ]
+    if source not in (None, "user"):
+        parameters = []
+    return {"Parameters": parameters, "CacheNodeTypeSpecificParameters": []}
+
+
+def _api_delete_cache_parameter_group(response):
+    backend = response.elasticache_backend
+    name = response._get_param("CacheParameterGroupName")
+    group = _parameter_group(backend, name)
+    user = _group_or_cluster_uses(backend, "cache_parameter_group_name", name)
+    if user:
+        raise _elasticache_error(
+            "InvalidCacheParameterGroupState", f"Parameter group {name} is in use by {user}."
+        )
+    del _store(backend, "cache_parameter_groups")[name]
+    backend.tagging_service.delete_all_tags_for_resource(group.arn)
+    return None
+
+
+# Gap: user groups are not implemented (Create/Describe/Modify/DeleteUserGroup), so
+# `aws_elasticache_user_group` (RBAC, needed for IAM authentication) never creates. Modelled like AWS:
+# the members must exist and a Redis group must hold a user named `default`; a group in use by a
+# replication group cannot be deleted; a deleted group answers `deleting` and is gone at once (the
+# provider waits for it to disappear).
+class _UserGroup:
+    def __init__(self, backend: Any, user_group_id: str, engine: str, user_ids: list[str]):
+        self._backend = backend
+        self.user_group_id = user_group_id
+        self.engine = engine
+        self.user_ids = user_ids
+        self.status = "active"
+        self.minimum_engine_version = "6.0"
+        self.arn = f"arn:aws:elasticache:{backend.region_name}:{backend.account_id}:usergroup:{user_group_id}"
+
+    @property
+    def replication_groups(self) -> list[str]:
+        return [
+            group.replication_group_id
+            for group in self._backend.replication_groups.values()
+            if self.user_group_id in (group.user_group_ids or [])
+        ]
+
+    @property
+    def serverless_caches(self) -> list[str]:
+        return []
+
+
+def _check_members(backend: Any, engine: str, user_ids: list[str]) -> None:
+    from moto.elasticache.exceptions import UserNotFound
+
+    for user_id in user_ids:
+        if user_id not in backend.users:
+            raise UserNotFound(user_id)
+    names = [backend.users[user_id].name for user_id in user_ids]
+    if engine == "redis" and "default" not in names:
+        raise _elasticache_error(
+            "DefaultUserRequired", "User group needs to contain a user with the user name default."
+        )
+    if len(set(names)) != len(names):
+        raise _elasticache_error(
+            "DuplicateUserName", "A user group cannot hold two users with the same user name."
+        )
+
+
+def _user_group(backend: Any, user_group_id: str) -> Any:
+    groups = _store(backend, "user_groups")
+    if user_group_id not in groups:
+        raise _elasticache_error("UserGroupNotFound", f"User group {user_group_id} not found.")
+    return groups[user_group_id]
+
+
+def _api_create_user_group(response):
+    backend = response.elasticache_backend
+    groups = _store(backend, "user_groups")
+    user_group_id = response._get_param("UserGroupId")
+    engine = (response._get_param("Engine") or "redis").lower()
+    user_ids = response._get_param("UserIds", [])
+    if user_group_id in groups:
+        raise _elasticache_error("UserGroupAlreadyExists", f"User group {user_group_id} already exists.")
+    _check_members(backend, engine, user_ids)
+    group = _moto_model(_UserGroup)(backend, user_group_id, engine, user_ids)
+    groups[user_group_id] = group
+    for user_id in user_ids:
+        backend.users[user_id].user_group_ids.append(user_group_id)
+    if tags := response._get_param("Tags", []):
+        backend.tagging_service.tag_resource(group.arn, tags)
+    return group
+
+
+def _api_describe_user_groups(response):
+    backend = response.elasticache_backend
+    groups = _store(backend, "user_groups")
+    user_group_id = response._get_param("UserGroupId")
+    if not user_group_id:
+        return {"UserGroups": list(groups.values())}
+    return {"UserGroups": [_user_group(backend, user_group_id)]}
+
+
+def _api_modify_user_group(response):
+    backend = response.elasticache_backend
+    group = _user_group(backend, response._get_param("UserGroupId"))
+    to_add = response._get_param("UserIdsToAdd", [])
+    to_remove = response._get_param("UserIdsToRemove", [])
+    user_ids = [u for u in group.user_ids if u not in to_remove] + [
+        u for u in to_add if u not in group.user_ids
+    ]
+    _check_members(backend, group.engine, user_ids)
+    for user_id in to_remove:
+        if user_id in backend.users and group.user_group_id in backend.users[user_id].user_group_ids:
+            backend.users[user_id].user_group_ids.remove(group.user_group_id)
+    for user_id in to_add:
+        backend.users[user_id].user_group_ids.append(group.user_group_id)
+    group.user_ids = user_ids
+    return group
+
+
+def _api_delete_user_group(response):
+    backend = response.elasticache_backend
+    group = _user_group(backend, response._get_param("UserGroupId"))
+    if group.replication_groups:
+        raise _elasticache_error(
+            "InvalidUserGroupState",
+            f"User group {group.user_group_id} is in use by {', '.join(group.replication_groups)}.",
+        )
+    for user_id in group.user_ids:
+        if user_id in backend.users and group.user_group_id in backend.users[user_id].user_group_ids:
+            backend.users[user_id].user_group_ids.remove(group.user_group_id)
+    group.status = "deleting"
+    del _store(backend, "user_groups")[group.user_group_id]
+    backend.tagging_service.delete_all_tags_for_resource(group.arn)
+    return group
 
 
 # ----------------------------------------------------------------------------------------- API Gateway v2

@@ -16,16 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis as redis_py
-
 from classwire.settings import JwtSettings, RedisSettings, Settings
+from classwire_infra.paths import ROOT
+
 from localcloud.cache import RedisServer, ReplicationGroup, free_port
 from localcloud.emulator import REGION, AwsEmulator
-from localcloud.gateway import GatewayProcess, GatewayThread, Limits, PostFaults
+from localcloud.gateway import GatewayProcess, GatewayQuotas, GatewayThread, PostFaults
 from localcloud.manifest import Manifest
 from localcloud.redis_faults import LinkChaos, RedisFaultProxy
 from localcloud.tokens import issue_token, signing_key
 
-ROOT = Path(__file__).resolve().parent.parent
 JWT_SECRET_NAME = "classwire/local/jwt-signing-key"
 
 
@@ -33,7 +33,8 @@ class LocalSystem:
     """Starts in dependency order and stops in reverse.
 
     `manifest=None` builds the API from the route table, running the handlers from `code` (a
-    directory or a zip) with the runtime settings the local environment would get.
+    directory or a zip) with the runtime settings the local environment would get. `quotas` are API
+    Gateway's service quotas the gateway enforces (the product's own limits are in its settings).
 
     For fault tests: `redis="replicated"` puts a primary and a replica behind a primary endpoint
     (`failover()` moves it, as ElastiCache does), and `gateway="process"` runs the gateway as its own
@@ -49,7 +50,7 @@ class LocalSystem:
         manifest: Manifest | None = None,
         *,
         code: Path = ROOT / "lambdas",
-        limits: Limits | None = None,
+        quotas: GatewayQuotas | None = None,
         key: str = "",
         issuer: str = "",
         audience: str = "",
@@ -68,7 +69,7 @@ class LocalSystem:
             )
         self.manifest = manifest
         self.code = code
-        self.limits = limits or Limits()
+        self.quotas = quotas or GatewayQuotas()
         self.key = key or signing_key()
         self.issuer = issuer
         self.audience = audience
@@ -113,7 +114,7 @@ class LocalSystem:
                     self.manifest,
                     work_dir=work_dir,
                     port=self.gateway_port,
-                    limits=self.limits,
+                    quotas=self.quotas,
                     environment=self._local_environment(),
                     max_concurrency=self.max_concurrency,
                     post_faults=self.post_faults,
@@ -122,7 +123,7 @@ class LocalSystem:
                 self._gateway = GatewayThread(
                     self.manifest,
                     port=self.gateway_port,
-                    limits=self.limits,
+                    quotas=self.quotas,
                     environment=self._local_environment(),
                     max_concurrency=self.max_concurrency,
                     post_faults=self.post_faults,

@@ -16,10 +16,10 @@ import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+from classwire_infra.paths import ROOT
+
 FILES = {
     "/": (ROOT / "localcloud/web/index.html", "text/html; charset=utf-8"),
     "/index.html": (ROOT / "localcloud/web/index.html", "text/html; charset=utf-8"),

@@ -33,7 +33,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from classwire_infra.paths import ROOT
+
 PACKAGE_DIR = ROOT / "lambdas" / "classwire"
 DEFAULT_OUT = ROOT / "dist"
 DEFAULT_CACHE = ROOT / "build" / "lambda-deps"
@@ -118,9 +119,6 @@ class BuildResult:
 
 # -- targets -----------------------------------------------------------------------------------------
 def _load_config(env: str):
-    for path in (ROOT / "lambdas", ROOT / "terraform"):
-        if str(path) not in sys.path:
-            sys.path.insert(0, str(path))
     from classwire_infra.config import load
 
     return load(env)
@@ -145,7 +143,7 @@ def target_for(env: str, architecture: str | None = None, runtime: str | None = 
 def _uv() -> str:
     uv = os.environ.get("UV") or shutil.which("uv")
     if not uv:
-        raise BuildError("uv is not on PATH (scripts/install-system-deps installs it)")
+        raise BuildError("uv is not on PATH and UV names none (`make install` installs it)")
     return uv
 
 

@@ -25,14 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT / "clients" / "python", ROOT / "terraform", ROOT / "lambdas", ROOT / "scripts", ROOT):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
+from classwire_client import ClasswireClient  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
-from classwire_client import ClasswireClient  # noqa: E402
 from localcloud.tokens import issue_token  # noqa: E402
 
 TOKEN_LIFETIME_SECONDS = 300
@@ -117,7 +112,7 @@ def resolve_target(args: argparse.Namespace) -> Target:
     url = args.url
     outputs = None
     if not url:
-        import stack_outputs
+        from scripts import stack_outputs
 
         try:
             outputs = stack_outputs.load(args.env, args.outputs_file)

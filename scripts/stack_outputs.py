@@ -17,7 +17,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from classwire_infra import paths
+
 # What ClasswireStack outputs (terraform/classwire_infra/stack.py); a deployed stack without one is incomplete.
 REQUIRED = (
     "websocket_url",
@@ -73,7 +74,7 @@ class StackOutputs:
 
 
 def stack_dir(env: str) -> Path:
-    return ROOT / "cdktf.out" / "stacks" / f"classwire-{env}"
+    return paths.stack_dir(f"classwire-{env}")
 
 
 def read_terraform_outputs(directory: Path, terraform: str = "terraform") -> dict:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from classwire_infra.paths import ROOT
 
 
 def test_quick_bench_measures_redis_round_trips_and_handler_cpu(tmp_path):
@@ -16,7 +15,8 @@ def test_quick_bench_measures_redis_round_trips_and_handler_cpu(tmp_path):
     run = subprocess.run(
         [
             sys.executable,
-            "scripts/bench.py",
+            "-m",
+            "bench",
             "--quick",
             "--only",
             "redis,handler",

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from classwire_infra.paths import ROOT
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")

@@ -135,7 +135,7 @@ def test_demo_page_in_chromium_against_the_local_system():
     chromium = chromium_path()
     assert chromium, (
         f"chromium not found ({os.environ.get('CHROMIUM') or 'chromium on PATH, /usr/bin/chromium'}): "
-        "run scripts/install-system-deps"
+        "run `make install`"
     )
     assert (HERE / "node_modules" / "playwright-core").is_dir(), (
         "tests/browser/node_modules is missing: run `make install` (npm ci in tests/browser)"

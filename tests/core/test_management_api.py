@@ -1,4 +1,4 @@
-"""The lean @connections client, over real HTTP against tests/support/management_stub.py.
+"""The lean @connections client, over real HTTP against bench/connections_stub.py.
 
 The contract tests send the same calls through botocore's `apigatewaymanagementapi` client and through
 ours, at the same frozen time, and compare what arrived byte for byte.
@@ -17,7 +17,6 @@ import botocore.auth
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
-
 from classwire.classroom import ClassroomService
 from classwire.management_api import (
     CONNECTION_ERROR,
@@ -29,7 +28,8 @@ from classwire.management_api import (
     environment_credentials,
 )
 from classwire.settings import Limits
-from tests.support.management_stub import TEST_REGION, ManagementStub
+
+from bench.connections_stub import TEST_REGION, ManagementStub
 from tests.support.tls import write_certificates
 
 ACCESS_KEY, SECRET_KEY, TOKEN = (

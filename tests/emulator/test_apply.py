@@ -1,7 +1,7 @@
 """Apply for real: the local stack against the AWS emulator, re-planned with no changes, destroyed.
 
 Synthesizes `classwire-local` (CLASSWIRE_EMULATOR_ENV=dev for dev's shape: Redis IAM auth, user groups)
-with every provider endpoint on this test's emulator (`terraform/main.py --aws-endpoint`), then runs the real Terraform and AWS provider from the machine's filesystem mirror:
+with every provider endpoint on this test's emulator (`python -m classwire_infra.synth --aws-endpoint`), then runs the real Terraform and AWS provider from the machine's filesystem mirror:
 init, apply, `plan -detailed-exitcode` (must be 0: any change means the stack, the provider and the
 emulator disagree about what was created), destroy. Each command's output is kept beside the stack in
 pytest's tmp_path (`apply.log`, `re-plan.log`, ...), and moto's log beside it (`moto.log`). (The checkov
@@ -79,10 +79,10 @@ def changes(plan_output: str) -> str:
 
 
 def synthesize(endpoint: str, out: Path, zip_path: Path) -> Path:
-    """`terraform/main.py --env ENV --aws-endpoint URL --zip ZIP`, in this process."""
-    import main
+    """`python -m classwire_infra.synth --env ENV --aws-endpoint URL --zip ZIP`, in this process."""
+    from classwire_infra.synth import synth
 
-    stack = main.synth(ENV, out=out, aws_endpoint=endpoint, zip_file=zip_path)
+    stack = synth(ENV, out=out, aws_endpoint=endpoint, zip_file=zip_path)
     assert (stack / "cdk.tf.json").is_file(), f"no {STACK} stack in {out}"
     return stack
 

@@ -6,12 +6,12 @@ import time
 
 import jwt
 import pytest
-from moto import mock_aws
-
 from classwire import runtime
 from classwire.handlers import authorizer
-from tests.support.signing_secret import store_signing_secret
+from moto import mock_aws
+
 from tests.support.events import LambdaContext, authorizer_event
+from tests.support.signing_secret import store_signing_secret
 
 SECRET = "local-signing-key-0123456789abcdef0123456789"
 

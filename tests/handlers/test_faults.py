@@ -11,13 +11,13 @@ import os
 import signal
 
 import pytest
-
 from classwire import runtime
-from classwire.management_api import ManagementApi
 from classwire.handlers import connect
+from classwire.management_api import ManagementApi
+
+from localcloud.redis_faults import RedisFaultProxy
 from tests.support.events import Caller, LambdaContext, connect_event
 from tests.support.handler_calls import connect_as, frames_to, join, send
-from localcloud.redis_faults import RedisFaultProxy
 
 TEACHER = Caller("T1cOnn3ct10nId=", "tina", "teacher", "room-1", "Tina")
 STUDENT = Caller("S1cOnn3ct10nId=", "sam", "student", "room-1", "Sam")

@@ -11,10 +11,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from classwire_infra.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("local", "dev", "staging", "prod")
-# The dev-shaped stack pointed at an emulator, as `main.py --env dev --aws-endpoint URL` writes it.
+# The dev-shaped stack pointed at an emulator, as `python -m classwire_infra.synth --env dev --aws-endpoint URL` writes it.
 EMULATOR_ENDPOINT = "http://127.0.0.1:4566"
 
 
@@ -79,16 +79,16 @@ def placeholder_zip(workspace) -> Path:
 @pytest.fixture(scope="session")
 def stacks(workspace, placeholder_zip) -> dict[str, Synthesized]:
     """Every environment, plus `emulator` (dev's shape on the emulator), synthesized once."""
-    import main  # terraform/main.py
+    from classwire_infra.synth import synth
 
     out = workspace / "cdktf.out"
     result: dict[str, Synthesized] = {}
     for name in ENVIRONMENTS:
         started = time.monotonic()
-        directory = main.synth(name, out=out, zip_file=placeholder_zip)
+        directory = synth(name, out=out, zip_file=placeholder_zip)
         result[name] = Synthesized(name, directory, time.monotonic() - started)
     started = time.monotonic()
-    directory = main.synth(
+    directory = synth(
         "dev", out=workspace / "cdktf.out.emulator", aws_endpoint=EMULATOR_ENDPOINT, zip_file=placeholder_zip
     )
     result["emulator"] = Synthesized("emulator", directory, time.monotonic() - started, env="dev")

@@ -9,8 +9,7 @@ import subprocess
 import time
 
 import pytest
-
-from .conftest import ROOT
+from classwire_infra.paths import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -47,11 +46,12 @@ def test_checkov_on_synthesized_json(stacks, metrics, name):
 
 def test_checkov_on_plan_json(workspace, placeholder_zip, terraform_environment, metrics):
     """The dev-shaped stack planned against the emulator (a plan needs an AWS API), then scanned."""
-    import main
+    from classwire_infra.synth import synth
+
     from localcloud.emulator import AwsEmulator
 
     with AwsEmulator(load_managed_policies=False) as aws:
-        directory = main.synth(
+        directory = synth(
             "dev", out=workspace / "cdktf.out.plan", aws_endpoint=aws.endpoint, zip_file=placeholder_zip
         )
         environment = {**terraform_environment, **aws.client_environment}

@@ -7,7 +7,6 @@ import platform
 import sys
 
 import pytest
-
 from classwire.settings import JwtSettings
 from classwire_infra.config import ENVIRONMENTS, ConfigError, CustomDomain, load
 

@@ -8,10 +8,9 @@ import re
 
 import pytest
 from cdktf import Testing as CdktfTesting  # not `Testing`: pytest would try to collect it
-
 from classwire import routes
-from classwire_infra.config import load
 from classwire_infra.code_bucket import LambdaCode, MissingPackageError
+from classwire_infra.config import load
 from classwire_infra.stack import EMULATED_SERVICES, ClasswireStack
 
 from .conftest import EMULATOR_ENDPOINT, ENVIRONMENTS, blocks_all_public_access
@@ -537,9 +536,9 @@ def test_outputs_are_the_cli_contract(stacks, env):
 def test_missing_package_says_how_to_build_it(tmp_path):
     with pytest.raises(MissingPackageError, match=r"run `make build ENV=dev`"):
         LambdaCode.from_zip(tmp_path / "nope.zip", env="dev")
-    import main
+    from classwire_infra import synth
 
-    assert main.main(["--env", "dev", "--out", str(tmp_path), "--zip", str(tmp_path / "nope.zip")]) == 2
+    assert synth.main(["--env", "dev", "--out", str(tmp_path), "--zip", str(tmp_path / "nope.zip")]) == 2
 
 
 def test_package_hash_is_the_base64_sha256_of_the_bytes(placeholder_zip):

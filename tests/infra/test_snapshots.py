@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from classwire_infra.config import load
 
 from .conftest import ENVIRONMENTS

@@ -16,13 +16,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from classwire_client import ClasswireClient
-from localcloud import python_env
+from classwire_infra.paths import ROOT
+
 from localcloud.cache import free_port
 from localcloud.deploy import READY_LINE
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
@@ -64,9 +63,7 @@ def wait_for_ready(process: subprocess.Popen, timeout: float) -> list[str]:
 
 def test_make_deploy_serves_the_applied_stack_and_stops_cleanly_on_ctrl_c():
     port, web_port = free_port(), free_port()
-    env = python_env(
-        {**os.environ, "CLASSWIRE_LOCAL_PORT": str(port), "CLASSWIRE_LOCAL_WEB_PORT": str(web_port)}
-    )
+    env = {**os.environ, "CLASSWIRE_LOCAL_PORT": str(port), "CLASSWIRE_LOCAL_WEB_PORT": str(web_port)}
     process = subprocess.Popen(
         [sys.executable, "-m", "localcloud.deploy"],
         cwd=ROOT,

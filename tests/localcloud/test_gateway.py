@@ -23,7 +23,7 @@ from botocore.config import Config
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from localcloud.gateway import GatewayThread, Limits
+from localcloud.gateway import GatewayProcess, GatewayQuotas, GatewayThread
 from localcloud.manifest import AuthorizerSpec, FunctionSpec, Manifest, RouteSpec
 
 FAKE_FUNCTIONS = Path(__file__).resolve().parent / "fake_functions"
@@ -124,7 +124,7 @@ def gateway(record_dir, tmp_path_factory):
 
 @pytest.fixture
 def start_gateway(tmp_path):
-    """A gateway of the test's own (other limits or routes), stopped when the test ends."""
+    """A gateway of the test's own (other quotas or routes), stopped when the test ends."""
     threads = []
 
     def start(manifest: Manifest | None = None, **options):
@@ -417,12 +417,12 @@ def test_connections_api_speaks_boto3(gateway, record_dir):
         management.get_connection(ConnectionId=connection_id)
 
 
-# --- limits -------------------------------------------------------------------------------------------
+# --- quotas -------------------------------------------------------------------------------------------
 
 
 def test_frames_over_32_kb_and_binary_frames_close_the_connection(gateway, record_dir):
     c = client(gateway, record_dir)
-    # A 40 KB message in 20 KB frames is within the limits.
+    # A 40 KB message in 20 KB frames is within the quotas.
     c.ws.send(iter(['{"action": "echo", "pad": "', "x" * 20_000, "y" * 20_000, '"}']))
     assert c.ws.recv(5)
     c.ws.send(json.dumps({"action": "echo", "pad": "x" * (32 * 1024)}))
@@ -445,7 +445,7 @@ def test_messages_over_128_kb_close_with_1009(gateway, record_dir):
 
 
 def test_idle_connections_close_after_the_idle_timeout_and_pings_do_not_count(start_gateway):
-    gateway = start_gateway(limits=Limits(idle_timeout=1.0))
+    gateway = start_gateway(quotas=GatewayQuotas(idle_timeout=1.0))
     active = client(gateway, gateway.record_dir)
     idle = client(gateway, gateway.record_dir, ping_interval=None)
     idle.ask_json({"action": "echo"})
@@ -478,7 +478,7 @@ def test_idle_connections_close_after_the_idle_timeout_and_pings_do_not_count(st
 
 
 def test_connections_close_at_the_maximum_duration_even_when_active(start_gateway):
-    gateway = start_gateway(limits=Limits(max_duration=1.2))
+    gateway = start_gateway(quotas=GatewayQuotas(max_duration=1.2))
     started = time.monotonic()  # before connecting: the maximum counts from the connection's start
     c = client(gateway, gateway.record_dir)
     with pytest.raises(ConnectionClosed) as closed:
@@ -507,7 +507,7 @@ def test_handler_timeout_kills_and_replaces_the_worker(start_gateway, tmp_path):
 
 
 def test_api_gateway_gives_up_after_the_integration_timeout(start_gateway):
-    gateway = start_gateway(limits=Limits(integration_timeout=0.5))
+    gateway = start_gateway(quotas=GatewayQuotas(integration_timeout=0.5))
     c = client(gateway, gateway.record_dir)
     c.ask_json({"action": "echo"})
     started = time.monotonic()
@@ -625,3 +625,45 @@ def test_command_line_serves_until_interrupted(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_gateway_process_enforces_every_quota_it_is_given(tmp_path):
+    """The child process gets the whole GatewayQuotas, not only its timeouts."""
+    record = tmp_path / "records"
+    record.mkdir()
+    quotas = GatewayQuotas(frame_bytes=1024, message_bytes=4096, integration_timeout=2.0)
+    with GatewayProcess(make_manifest(record), work_dir=tmp_path / "gateway", quotas=quotas) as gateway:
+        management = boto3.client(
+            "apigatewaymanagementapi",
+            endpoint_url=gateway.management_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"max_attempts": 1}),
+        )
+        c = client(gateway, record)
+        # 3 KB in 1 KB frames is within both; the 3 KB echo comes back in 1 KB frames.
+        c.ws.send(iter(['{"action": "echo", "pad": "', "x" * 1000, "y" * 1000, "z" * 1000, '"}']))
+        assert json.loads(c.ws.recv(5))["route"] == "echo"
+        connection_id = c.last_message_event()["requestContext"]["connectionId"]
+
+        # The message quota holds for @connections too.
+        management.post_to_connection(ConnectionId=connection_id, Data=b"x" * 4096)
+        assert c.ws.recv(5) == "x" * 4096
+        with pytest.raises(management.exceptions.PayloadTooLargeException):
+            management.post_to_connection(ConnectionId=connection_id, Data=b"x" * 4097)
+
+        # API Gateway gives up on the integration after 2 s, not 29.
+        started = time.monotonic()
+        assert c.ask_json({"action": "sleep", "seconds": 6})["message"] == "Internal server error"
+        assert time.monotonic() - started < 5
+
+        # One frame over 1 KB closes the connection.
+        c.ws.send(json.dumps({"action": "echo", "pad": "x" * 1024}))
+        assert c.close_code() == 1009
+
+        # So does a message over 4 KB, however small its frames.
+        c = client(gateway, record)
+        with contextlib.suppress(ConnectionClosed):
+            c.ws.send(iter(["x" * 1000] * 5))
+        assert c.close_code() == 1009

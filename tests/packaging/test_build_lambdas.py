@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import os
 import platform
 import shutil
@@ -18,23 +17,16 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from classwire_infra.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
+from scripts import build_lambdas as bl
+
 HANDLERS = ("authorizer", "connect", "disconnect", "message")
 FORBIDDEN_PARTS = ("__pycache__",)
 
 pytestmark = pytest.mark.slow
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("build_lambdas", ROOT / "scripts" / "build_lambdas.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bl = _load_script()
 ARM64 = bl.Target("arm64", "python3.13")
 
 

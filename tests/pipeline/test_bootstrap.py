@@ -9,12 +9,10 @@ import os
 import subprocess
 
 import pytest
-
 from classwire_bootstrap import policies
 from classwire_bootstrap.config import BootstrapConfig, BootstrapConfigError
 from classwire_bootstrap.stack import synth
-
-from .conftest import ROOT
+from classwire_infra.paths import ROOT
 
 REPO = "acme/classwire"
 ACCOUNT = "123456789012"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import plan_summary
+from scripts import plan_summary
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

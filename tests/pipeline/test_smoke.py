@@ -9,8 +9,8 @@ import secrets
 
 import pytest
 
-import smoke_test
 from localcloud.system import JWT_SECRET_NAME, LocalSystem
+from scripts import smoke_test
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-import stack_outputs
+from scripts import stack_outputs
 
 VALUES = {
     "websocket_url": "wss://abc123.execute-api.us-east-1.amazonaws.com/dev",

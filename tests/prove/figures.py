@@ -15,9 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.prove.sizes import Sizes
+from classwire_infra.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.prove.sizes import Sizes
 
 
 def results_path(sizes: Sizes) -> Path:

@@ -11,8 +11,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 import redis
-
 from classwire_client import ClasswireClient
+
 from localcloud.system import LocalSystem
 
 Key = tuple[int, str, object]  # (seq, eid, id): an event as the protocol identifies it

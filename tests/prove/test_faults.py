@@ -18,8 +18,8 @@ import time
 from collections import Counter, defaultdict
 
 import pytest
-
 from classwire.routes import MESSAGE
+
 from localcloud.gateway import PostFaults
 from localcloud.redis_faults import LinkChaos
 from localcloud.system import LocalSystem

@@ -1,12 +1,12 @@
 """Load: many concurrent connections over many classrooms, each classroom sending persistent events at a
 steady rate; delivery latency percentiles and the loss count (must be 0) (issue 5, "Load").
 
-The load itself is `localcloud/load.py` (also run by `make bench`); this test records its figures.
+The load itself is `bench/load.py` (also run by `make bench`); this test records its figures.
 """
 
 from __future__ import annotations
 
-from localcloud.load import percentile, run_load
+from bench.load import percentile, run_load
 
 
 def test_load(system, sizes, figures):

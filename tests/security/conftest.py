@@ -40,14 +40,14 @@ def aws_stacks(tmp_path_factory):
     """
     from tests.infra.conftest import Synthesized, write_placeholder_zip
 
-    import main  # terraform/main.py
+    from classwire_infra.synth import synth
 
     root = tmp_path_factory.mktemp("security-infra")
     zip_file = write_placeholder_zip(root / "dist" / "classwire-lambda-placeholder.zip")
     stacks = {}
     for env in AWS_ENVIRONMENTS:
         started = time.monotonic()
-        directory = main.synth(env, out=root / "cdktf.out", zip_file=zip_file)
+        directory = synth(env, out=root / "cdktf.out", zip_file=zip_file)
         stacks[env] = Synthesized(env, directory, time.monotonic() - started)
     return stacks
 

@@ -21,10 +21,6 @@ from collections import Counter
 
 import jwt
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
-from moto import mock_aws
-
 from classwire import runtime
 from classwire.classroom import REFUSALS
 from classwire.event_types import DEFAULT_EVENT_TYPES
@@ -32,11 +28,14 @@ from classwire.handlers import authorizer, connect, disconnect, message
 from classwire.handlers.events import MalformedEvent
 from classwire.protocol import ERROR_CODES, compact_json
 from classwire.routes import MESSAGE_ACTIONS
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+
+from bench.connections_stub import ManagementStub
 from tests.core.test_fuzz_frames import frames as structured_frames
 from tests.core.test_fuzz_frames import json_values
 from tests.core.test_fuzz_frames import raw_bodies as core_bodies
-from tests.support.signing_secret import store_signing_secret
-from tests.support.redis_state import stored_state
 from tests.support.events import (
     Caller,
     LambdaContext,
@@ -45,7 +44,8 @@ from tests.support.events import (
     disconnect_event,
     message_event,
 )
-from tests.support.management_stub import ManagementStub
+from tests.support.redis_state import stored_state
+from tests.support.signing_secret import store_signing_secret
 
 ROOM = "fuzz-room"
 EVENTS_ROOM = "fuzz-events"

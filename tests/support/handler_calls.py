@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from classwire.handlers import connect, message
+
+from bench.connections_stub import ManagementStub
 from tests.support.events import Caller, LambdaContext, connect_event, message_event
-from tests.support.management_stub import ManagementStub
 
 
 def frames_to(stub: ManagementStub, caller: Caller) -> list[dict]:

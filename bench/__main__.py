@@ -1,6 +1,6 @@
 """`make bench`: every performance figure the project promises, measured in one run on this machine.
 
-    python scripts/bench.py [--quick] [--only fanout,redis,handler,cold,zips,synth,e2e] [--json reports/bench.json]
+    python -m bench [--quick] [--only fanout,redis,handler,cold,zips,synth,e2e] [--json reports/bench.json]
 
 Prints one table per section and writes them all to a JSON file. Each comparison (lean client against
 boto3, fan-out against its floor) is measured in the same run, since this machine is shared and noisy.
@@ -22,12 +22,9 @@ import time
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT / "lambdas", ROOT / "terraform", ROOT / "scripts", ROOT):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+from classwire_infra.paths import ROOT
 
-import bench_fanout  # noqa: E402
+from bench import fanout as bench_fanout
 
 HANDLERS = ("authorizer", "connect", "disconnect", "message")
 ROOM_SIZES = (30, 300, 1000)
@@ -60,6 +57,7 @@ class CountingRedis:
 def redis_round_trips(sizes=ROOM_SIZES) -> dict:
     from classwire.classroom_store import ClassroomStore, Member
     from classwire.settings import Limits
+
     from localcloud.cache import RedisServer
 
     results = {}
@@ -113,6 +111,7 @@ def handler_cpu(members: int = 1000, sends: int = 20) -> dict:
     from classwire import runtime
     from classwire.classroom_store import Member
     from classwire.handlers import message
+
     from localcloud.cache import RedisServer
     from tests.support.events import Caller, LambdaContext, message_event
 
@@ -256,17 +255,14 @@ SYNTH_ALL = """
 import sys, time, tempfile
 from pathlib import Path
 started = time.perf_counter()
-sys.path[:0] = ["terraform", "lambdas", "."]
-import importlib.util
-spec = importlib.util.spec_from_file_location("synth_main", "terraform/main.py")
-main = importlib.util.module_from_spec(spec); spec.loader.exec_module(main)
+from classwire_infra.synth import synth
 print("start", time.perf_counter() - started)
 out = Path(tempfile.mkdtemp(prefix="classwire-synth-"))
 for env in ("local", "dev", "staging", "prod"):
     t = time.perf_counter()
     zip_file = out / "lambda.zip"
     zip_file.write_bytes(b"PK\\x05\\x06" + bytes(18))
-    main.synth(env, out=out / env, zip_file=zip_file)
+    synth(env, out=out / env, zip_file=zip_file)
     print(env, time.perf_counter() - t)
 print("total", time.perf_counter() - started)
 """
@@ -290,10 +286,10 @@ E2E_QUICK = {"connections": 120, "classrooms": 8, "events_per_second": 5, "secon
 
 
 def end_to_end(quick: bool) -> dict:
-    """The local system (gateway process, warm workers, real Redis) under `localcloud.load`: p50/p99."""
+    """The local system (gateway process, warm workers, real Redis) under `bench.load`: p50/p99."""
     import secrets
 
-    from localcloud.load import percentile, run_load
+    from bench.load import percentile, run_load
     from localcloud.system import LocalSystem
 
     shape = E2E_QUICK if quick else E2E_FULL
@@ -405,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = args.only.split(",")
     runs = 3 if args.quick else 7
     from classwire_infra.config import load
+
     from localcloud.cache import RedisServer
 
     results: dict = {

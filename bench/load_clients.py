@@ -1,4 +1,4 @@
-"""One load-generating process: `python -m localcloud.load_clients` with a JSON plan on stdin's first line.
+"""One load-generating process: `python -m bench.load_clients` with a JSON plan on stdin's first line.
 
 It connects its clients, prints `READY {...}`, waits for `GO <epoch>` on stdin, sends each classroom's
 persistent events on a fixed schedule for the run, prints `PROGRESS {...}` every 2 s, then waits for the

@@ -1,7 +1,7 @@
 """Synthesize one environment's stack to plain Terraform JSON (the cdktf CLI is not needed).
 
-    python terraform/main.py --env dev                      # -> cdktf.out/stacks/classwire-dev/cdk.tf.json
-    python terraform/main.py --env dev --aws-endpoint http://127.0.0.1:5000   # dev's shape, on the emulator
+    python -m classwire_infra.synth --env dev     # -> cdktf.out/stacks/classwire-dev/cdk.tf.json
+    python -m classwire_infra.synth --env dev --aws-endpoint http://127.0.0.1:5000   # dev's shape, on the emulator
 
 Then `terraform -chdir=cdktf.out/stacks/classwire-<env> init|plan|apply` as with any Terraform code.
 The JSON is Terraform's own JSON syntax: it needs neither CDKTF nor this script to plan and apply.
@@ -14,16 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT / "terraform", ROOT / "lambdas"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+from cdktf import App
 
-from cdktf import App  # noqa: E402
-
-from classwire_infra.config import ENVIRONMENTS, ConfigError, load  # noqa: E402
-from classwire_infra.code_bucket import LambdaCode, MissingPackageError  # noqa: E402
-from classwire_infra.stack import ClasswireStack  # noqa: E402
+from classwire_infra.code_bucket import LambdaCode, MissingPackageError
+from classwire_infra.config import ENVIRONMENTS, ConfigError, load
+from classwire_infra.paths import CDKTF_OUT, ROOT, stack_dir
+from classwire_infra.stack import ClasswireStack
 
 
 def synth(env: str, *, out: Path, aws_endpoint: str | None = None, zip_file: Path | None = None) -> Path:
@@ -31,12 +27,12 @@ def synth(env: str, *, out: Path, aws_endpoint: str | None = None, zip_file: Pat
     config = load(env)
     if aws_endpoint:
         config = config.for_emulator(aws_endpoint)
-    stack_dir = out / "stacks" / config.stack_name
-    code = LambdaCode.from_zip(zip_file or ROOT / config.lambda_zip, relative_to=stack_dir, env=env)
+    directory = stack_dir(config.stack_name, out)
+    code = LambdaCode.from_zip(zip_file or ROOT / config.lambda_zip, relative_to=directory, env=env)
     app = App(outdir=str(out), skip_validation=False)
     ClasswireStack(app, config, code=code)
     app.synth()
-    return stack_dir
+    return directory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--env", required=True, choices=ENVIRONMENTS)
-    parser.add_argument("--out", type=Path, default=ROOT / "cdktf.out", help="output directory (cdktf.out)")
+    parser.add_argument("--out", type=Path, default=CDKTF_OUT, help="output directory (cdktf.out)")
     parser.add_argument(
         "--aws-endpoint", help="point every provider endpoint at this emulator URL; local state"
     )
@@ -52,11 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        stack_dir = synth(args.env, out=args.out.resolve(), aws_endpoint=args.aws_endpoint, zip_file=args.zip)
+        directory = synth(args.env, out=args.out.resolve(), aws_endpoint=args.aws_endpoint, zip_file=args.zip)
     except (ConfigError, MissingPackageError) as error:
         print(f"synth: {error}", file=sys.stderr)
         return 2
-    print(f"synthesized {stack_dir / 'cdk.tf.json'} in {time.monotonic() - started:.1f}s")
+    print(f"synthesized {directory / 'cdk.tf.json'} in {time.monotonic() - started:.1f}s")
     return 0
 
 

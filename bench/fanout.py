@@ -1,6 +1,6 @@
 """Fan-out benchmark: the lean @connections client against boto3, on a local stub with injected latency.
 
-    python scripts/bench_fanout.py [--runs 7] [--latency-ms 20] [--redis-url redis://127.0.0.1:6379]
+    python -m bench.fanout [--runs 7] [--latency-ms 20] [--redis-url redis://127.0.0.1:6379]
                                    [--json reports/bench_fanout.json]
 
 The stub runs in its own process, so the CPU clock here measures only the clients. The floor is what a
@@ -15,18 +15,14 @@ import contextlib
 import json
 import multiprocessing
 import statistics
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT / "lambdas", ROOT):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+from classwire.management_api import Credentials, ManagementApi
+from classwire_infra.paths import ROOT
 
-from classwire.management_api import Credentials, ManagementApi  # noqa: E402
-from tests.support.management_stub import TEST_REGION, serve_forever  # noqa: E402
+from bench.connections_stub import TEST_REGION, serve_forever
 
 SIZES = (30, 300, 1000)
 BOTO3_THREADS = 64

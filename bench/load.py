@@ -1,7 +1,7 @@
 """Load on the local system: many clients over many classrooms, each classroom sending persistent events at
 a steady rate; delivery latency and loss (used by `tests/prove/test_load.py` and `make bench`).
 
-The clients run in `processes` separate processes (`localcloud/load_clients.py`): one Python process cannot
+The clients run in `processes` separate processes (`bench/load_clients.py`): one Python process cannot
 drive 1,000 WebSockets beside the gateway on two cores. Each process gets whole classrooms; latency is
 measured from the send time carried in the event to its delivery at each member, on one machine clock.
 """
@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from localcloud import ROOT, python_env
+from classwire_infra.paths import ROOT
 
 SENDERS_PER_CLASSROOM = 5
 TOTALS = (
@@ -70,9 +70,8 @@ def run_load(
 
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "localcloud.load_clients"],
+            [sys.executable, "-m", "bench.load_clients"],
             cwd=ROOT,
-            env=python_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
