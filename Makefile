@@ -23,7 +23,7 @@ help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  ENV=$(ENV) (local, dev, staging, prod; prod must be named explicitly)"
 
-install: system-deps .venv/.synced .venv-checkov/.synced tests/browser/node_modules/.synced ## Install everything: redis-server and chromium if missing, uv, the locked dependencies
+install: system-deps .venv/.synced .venv-checkov/.synced tests/browser/node_modules/.synced clients/js/node_modules/.synced ## Install everything: redis-server and chromium if missing, uv, the locked dependencies
 
 # redis-server and chromium come from the system's packages (apt); skips what is present.
 system-deps:
@@ -48,6 +48,11 @@ $(UV):
 tests/browser/node_modules/.synced: tests/browser/package.json tests/browser/package-lock.json
 	@if ! command -v node >/dev/null 2>&1; then echo "node not found: tests/browser will skip"; \
 	else cd tests/browser && npm ci --no-audit --no-fund && touch node_modules/.synced; fi
+
+# The JS client's TypeScript, which checks its type declarations (tests/clients/test_js_types.py).
+clients/js/node_modules/.synced: clients/js/package.json clients/js/package-lock.json
+	@if ! command -v node >/dev/null 2>&1; then echo "node not found: the JS client's type check will skip"; \
+	else cd clients/js && npm ci --no-audit --no-fund && touch node_modules/.synced; fi
 
 build: install ## Build the Lambda zip for ENV's platform into dist/ (byte-identical per commit)
 	$(RUN) python scripts/build_lambdas.py --env $(ENV)
