@@ -23,6 +23,24 @@ from classwire.classroom_store import (
     RateLimited,
 )
 from classwire.event_types import EventRegistry
+from classwire.metrics import (
+    CONNECTIONS_CLOSED,
+    CONNECTIONS_CLOSED_FOR_FLOODING,
+    DELIVERIES,
+    DELIVERY_FAILURES,
+    EVENTS_PUBLISHED,
+    FANOUT_MS,
+    GONE_PRUNED,
+    MEMBER_LAG_MS,
+    MEMBERS_BEHIND,
+    REPLAYS,
+    RESENDS,
+    STRANGERS_CLOSED,
+    SYNC_EVENTS,
+    SYNC_RESETS,
+    error_metric,
+    refusal_metric,
+)
 from classwire.protocol import (
     FRAME_LIMIT_BYTES,
     Ping,
@@ -91,7 +109,7 @@ class ClassroomService:
         try:
             published = self.store.join(member, connected_at_ms, reopen)
         except JoinRefused as refusal:
-            self.metric(f"ConnectRefused_{refusal.reason}", "Count", 1)
+            self.metric(refusal_metric(refusal.reason), "Count", 1)
             log.info("connection refused", extra={"reason": refusal.reason})
             self.deliver(member.classroom_id, refusal.pruned)
             return REFUSALS[refusal.reason]
@@ -126,7 +144,7 @@ class ClassroomService:
             return self._refused(member, error)
 
     def _refused(self, member: Member, error: ProtocolError) -> str | None:
-        self.metric(f"Error_{error.code}", "Count", 1)
+        self.metric(error_metric(error.code), "Count", 1)
         log.info("refused frame", extra={"code": error.code, "reason": error.message})
         # A refused frame is charged too: a flood of bad frames spends the stage's throttle as well. (A
         # refused send was charged to its own bucket already.)
@@ -149,7 +167,7 @@ class ClassroomService:
             if action == "send"
             else (limits.read_rate_per_second, limits.read_rate_burst)
         )
-        self.metric("Error_rate_limited", "Count", 1)
+        self.metric(error_metric("rate_limited"), "Count", 1)
         if not limited.flooding:
             return error_frame(
                 "rate_limited",
@@ -159,7 +177,7 @@ class ClassroomService:
                 action=action,
             )
         # It kept sending far past its limit: every frame it sends spends the stage's throttle, so it goes.
-        self.metric("ConnectionsClosedForFlooding", "Count", 1)
+        self.metric(CONNECTIONS_CLOSED_FOR_FLOODING, "Count", 1)
         log.warning("closing a flooding connection", extra={"action": action})
         self._close_with(
             member,
@@ -175,7 +193,7 @@ class ClassroomService:
     def _stranger(self, member: Member, client_id: str | None, action: str) -> None:
         """A connection the registry no longer holds (pruned, or its record evicted under memory pressure)
         would hear nothing more: it is told so and closed, and its client reconnects and joins again."""
-        self.metric("StrangersClosed", "Count", 1)
+        self.metric(STRANGERS_CLOSED, "Count", 1)
         self._close_with(
             member,
             error_frame(
@@ -185,7 +203,7 @@ class ClassroomService:
                 action=action,
             ),
         )
-        return None
+        return
 
     def _close_with(self, member: Member, frame: str) -> None:
         """Tells the connection why, then closes it (the reply of a closed connection would go nowhere)."""
@@ -224,9 +242,9 @@ class ClassroomService:
             return self._resent(member, request, result, published)
         if not event_type.persistent:
             frame = self._volatile_frame(member, request, result.server_ms)
-            published = Published(published.frames + [frame], published.connection_ids)
+            published = Published([*published.frames, frame], published.connection_ids)
         else:
-            self.metric("EventsPublished", "Count", 1)
+            self.metric(EVENTS_PUBLISHED, "Count", 1)
         self.deliver(member.classroom_id, published)
         if event_type.after_delivery is not None:
             event_type.after_delivery(self, member, published)
@@ -237,7 +255,7 @@ class ClassroomService:
     ) -> str | None:
         """An idempotent resend. The first attempt may have died (or lost its Redis reply) before its
         fan-out, so the original goes to every member again; their clients drop the copies by seq."""
-        self.metric("Resends", "Count", 1)
+        self.metric(RESENDS, "Count", 1)
         if not published.frames:
             # Appended, but no longer in the log (retention, or a log that restarted): say so, by seq.
             return compact_json({"type": "ack", "id": request.id, "seq": result.seq, "epoch": result.epoch})
@@ -265,11 +283,11 @@ class ClassroomService:
             FRAME_LIMIT_BYTES - REPLY_ENVELOPE_BYTES,
         )
         if page.reset:
-            self.metric("SyncResets", "Count", 1)
-        self.metric("SyncEvents", "Count", len(page.frames))
+            self.metric(SYNC_RESETS, "Count", 1)
+        self.metric(SYNC_EVENTS, "Count", len(page.frames))
         if request.since > 0:
             # A client that already held events is catching up (gap, reconnect, divergence).
-            self.metric("Replays", "Count", len(page.frames))
+            self.metric(REPLAYS, "Count", len(page.frames))
         return (
             f'{{"type":"sync","events":[{",".join(page.frames)}],"last":{page.last},'
             f'"more":{_bool(page.more)},"reset":{_bool(page.reset)},"epoch":{compact_json(page.epoch)}}}'
@@ -315,9 +333,9 @@ class ClassroomService:
             return compact_json({"type": "pong", "ts": self.clock_ms()})
         report = self.store.report(member, request.seq, request.lag_ms)
         if request.lag_ms is not None:
-            self.metric("MemberLagMs", "Milliseconds", request.lag_ms)
+            self.metric(MEMBER_LAG_MS, "Milliseconds", request.lag_ms)
         # 0 or 1 per report: Sum counts the members behind, Average is the fraction behind.
-        self.metric("MembersBehind", "Count", 1 if report.behind > 0 else 0)
+        self.metric(MEMBERS_BEHIND, "Count", 1 if report.behind > 0 else 0)
         return compact_json(
             {
                 "type": "pong",
@@ -339,10 +357,10 @@ class ClassroomService:
                     break
                 started = time.perf_counter()
                 report = self.connections.post_many(targets, frame.encode("utf-8"))
-                self.metric("FanoutMs", "Milliseconds", (time.perf_counter() - started) * 1000)
-                self.metric("Deliveries", "Count", len(report.delivered))
+                self.metric(FANOUT_MS, "Milliseconds", (time.perf_counter() - started) * 1000)
+                self.metric(DELIVERIES, "Count", len(report.delivered))
                 if report.failed:
-                    self.metric("DeliveryFailures", "Count", len(report.failed))
+                    self.metric(DELIVERY_FAILURES, "Count", len(report.failed))
                     log.warning(
                         "deliveries failed", extra={"classroomId": classroom_id, "failed": len(report.failed)}
                     )
@@ -350,13 +368,13 @@ class ClassroomService:
                 targets = [c for c in targets if c not in gone]
             if not gone:
                 return
-            self.metric("GonePruned", "Count", len(gone))
+            self.metric(GONE_PRUNED, "Count", len(gone))
             published = self.store.prune_gone(classroom_id, sorted(gone))
 
     def close_connections(self, classroom_id: str, connection_ids: Sequence[str]) -> None:
         # Concurrently; a connection already gone counts as closed, and a failure is not retried here.
         self.connections.delete_many(connection_ids)
-        self.metric("ConnectionsClosed", "Count", len(connection_ids))
+        self.metric(CONNECTIONS_CLOSED, "Count", len(connection_ids))
         log.info(
             "closed classroom connections", extra={"classroomId": classroom_id, "count": len(connection_ids)}
         )

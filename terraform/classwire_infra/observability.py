@@ -11,6 +11,8 @@ from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
 from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from constructs import Construct
 
+from classwire import metrics
+
 
 class Observability(Construct):
     """Props: what to watch (API, functions, cache members, NAT gateways, the handlers' own metrics in
@@ -236,9 +238,9 @@ def _dashboard(
             widget("Lambda errors", per_function("Errors")),
             widget("Lambda duration (p99)", per_function("Duration"), stat="p99"),
             widget("Lambda throttles", per_function("Throttles")),
-            widget("Member delivery lag (p99, ms)", [own("MemberLagMs")], stat="p99"),
-            widget("Members behind (pings reporting behind > 0)", [own("MembersBehind")]),
-            widget("Replays and resends", [own("Replays"), own("Resends")]),
+            widget("Member delivery lag (p99, ms)", [own(metrics.MEMBER_LAG_MS)], stat="p99"),
+            widget("Members behind (pings reporting behind > 0)", [own(metrics.MEMBERS_BEHIND)]),
+            widget("Replays and resends", [own(metrics.REPLAYS), own(metrics.RESENDS)]),
             widget("Redis engine CPU", per_node("EngineCPUUtilization"), stat="Average"),
             widget("Redis memory used (%)", per_node("DatabaseMemoryUsagePercentage"), stat="Average"),
             widget("Redis evictions", per_node("Evictions")),

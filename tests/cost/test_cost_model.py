@@ -9,6 +9,12 @@ import tomllib
 
 import pytest
 
+from cost.estimate import FIXED, estimate
+from cost.frames import event_frame_bytes, metered_units
+from cost.levers import levers
+from cost.profile import DEFAULT_PROFILE, UsageProfile, build, load_profile
+from cost.render import write_results
+from cost.stack_facts import StackFacts
 from tests.cost.conftest import ROOT
 
 HOURS = 730
@@ -67,7 +73,7 @@ def synthetic_stack(nat_gateways: int = 1) -> dict:
     }
 
 
-def synthetic_profile(cost_model, **changes):
+def synthetic_profile(**changes):
     data = {
         "name": "synthetic",
         "description": "100 users in 10 rooms for one hour",
@@ -122,14 +128,14 @@ def synthetic_profile(cost_model, **changes):
         "monthly_requests": {"kms": 20_000, "secrets_manager": 10_000},
     }
     data.update(changes)
-    return cost_model.build(cost_model.UsageProfile, data, where="synthetic")
+    return build(UsageProfile, data, where="synthetic")
 
 
 @pytest.fixture
-def small(cost_model, prices):
-    stack = cost_model.StackFacts.from_json(synthetic_stack(), name="synthetic")
-    profile = synthetic_profile(cost_model)
-    return stack, profile, cost_model.estimate(stack, profile, prices)
+def small(prices):
+    stack = StackFacts.from_json(synthetic_stack(), name="synthetic")
+    profile = synthetic_profile()
+    return stack, profile, estimate(stack, profile, prices)
 
 
 def test_fixed_components_by_hand(small):
@@ -143,7 +149,7 @@ def test_fixed_components_by_hand(small):
     assert lines["KMS requests"] == pytest.approx(20_000 / 10_000 * 0.03)
 
 
-def test_messages_connection_minutes_and_nat_bytes_by_hand(small, cost_model):
+def test_messages_connection_minutes_and_nat_bytes_by_hand(small):
     _, _, result = small
     quantity = {line.component: line.quantity for line in result.lines}
     # 100 members, 10 per room: chat 1/s, strokes 2/s, cursors 5/s in; each delivered to its 10 members;
@@ -165,10 +171,10 @@ def test_messages_connection_minutes_and_nat_bytes_by_hand(small, cost_model):
         f'"id":"mm","from":"uuuu","role":"student","name":"nnn","event":"chat","data":{data},"ts":1764000000000}}'
     )
     ids = result.profile.ids
-    assert cost_model.event_frame_bytes("chat", 20, True, ids) == len(chat)
-    stroke = cost_model.event_frame_bytes("stroke", 150, True, ids)
-    cursor = cost_model.event_frame_bytes("cursor", 25, False, ids)  # volatile: no seq, eid, prev
-    assert cursor == cost_model.event_frame_bytes("cursor", 25, True, ids) - len(
+    assert event_frame_bytes("chat", 20, True, ids) == len(chat)
+    stroke = event_frame_bytes("stroke", 150, True, ids)
+    cursor = event_frame_bytes("cursor", 25, False, ids)  # volatile: no seq, eid, prev
+    assert cursor == event_frame_bytes("cursor", 25, True, ids) - len(
         ',"seq":123456,"eid":"9f2c0a1b3d4e5f60","prev":"9f2c0a1b3d4e5f60"'
     )
     per_second = 10 * (1 * (len(chat) + 2000) + 2 * (stroke + 2000) + 5 * (cursor + 2000))
@@ -195,22 +201,16 @@ def test_lambda_requests_and_duration_by_hand(small):
     ("size", "units"),
     [(1, 1), (32 * 1024, 1), (32 * 1024 + 1, 2), (64 * 1024, 2), (100 * 1024, 4), (128 * 1024, 4)],
 )
-def test_messages_are_metered_in_32_kb_units_rounded_up(cost_model, size, units):
-    assert cost_model.metered_units(size) == units
+def test_messages_are_metered_in_32_kb_units_rounded_up(size, units):
+    assert metered_units(size) == units
 
 
-def test_a_frame_over_32_kb_costs_two_messages_per_delivery(cost_model, prices):
-    stack = cost_model.StackFacts.from_json(synthetic_stack(), name="synthetic")
-    small = synthetic_profile(
-        cost_model, events={"chat": {"per_member_per_second": 0.01, "data_bytes": 20_000}}
-    )
-    large = synthetic_profile(
-        cost_model, events={"chat": {"per_member_per_second": 0.01, "data_bytes": 40_000}}
-    )
+def test_a_frame_over_32_kb_costs_two_messages_per_delivery(prices):
+    stack = StackFacts.from_json(synthetic_stack(), name="synthetic")
+    small = synthetic_profile(events={"chat": {"per_member_per_second": 0.01, "data_bytes": 20_000}})
+    large = synthetic_profile(events={"chat": {"per_member_per_second": 0.01, "data_bytes": 40_000}})
     messages = [
-        {line.component: line.quantity for line in cost_model.estimate(stack, p, prices).lines}[
-            "API Gateway messages"
-        ]
+        {line.component: line.quantity for line in estimate(stack, p, prices).lines}["API Gateway messages"]
         for p in (small, large)
     ]
     chat_messages = ACTIVE_SECONDS * (1 + 10)  # 1 send/s in, 10 deliveries/s out
@@ -223,11 +223,11 @@ def test_tiered_prices_apply_per_tier(prices):
     assert messages.cost(3e9) == pytest.approx(1_000 + 2_000 * 0.80)
 
 
-def test_reads_the_real_dev_and_prod_stacks(cost_model, synthesized):
+def test_reads_the_real_dev_and_prod_stacks(synthesized):
     from classwire_infra.config import load
 
     for env in ("dev", "prod"):
-        facts = cost_model.StackFacts.from_json(synthesized[env], name=env)
+        facts = StackFacts.from_json(synthesized[env], name=env)
         config = load(env)
         assert facts.nat_gateways == config.nat_gateway_count
         assert facts.public_ipv4 == config.nat_gateway_count
@@ -245,8 +245,8 @@ def test_reads_the_real_dev_and_prod_stacks(cost_model, synthesized):
         assert facts.secrets == (1 if config.jwt_uses_secret else 0)
         assert facts.log_max_events == config.limits.log_max_events
         assert "$context.connectionId" in facts.access_log_format.values()
-    dev = cost_model.StackFacts.from_json(synthesized["dev"])
-    prod = cost_model.StackFacts.from_json(synthesized["prod"])
+    dev = StackFacts.from_json(synthesized["dev"])
+    prod = StackFacts.from_json(synthesized["prod"])
     assert (dev.nat_gateways, dev.cache_node_type, dev.functions["message"].memory_mb) == (
         1,
         "cache.t4g.small",
@@ -281,24 +281,24 @@ def test_every_price_has_a_source_and_a_date(prices):
         assert f"elasticache_node_hour:{load(env).redis_node_type}" in prices.aws
 
 
-def test_the_reference_profile_loads_and_unknown_keys_are_refused(cost_model):
-    profile = cost_model.load_profile(cost_model.DEFAULT_PROFILE)
+def test_the_reference_profile_loads_and_unknown_keys_are_refused():
+    profile = load_profile(DEFAULT_PROFILE)
     assert (profile.peak_concurrent_users, profile.classrooms) == (5000, 500)
     assert (profile.hours_per_day, profile.days_per_month) == (8, 22)
     with pytest.raises(ValueError, match="unknown keys"):
-        synthetic_profile(cost_model, typo=1)
+        synthetic_profile(typo=1)
     with pytest.raises(ValueError, match="not an event type"):
-        synthetic_profile(cost_model, events={"doodle": {"per_member_per_second": 1.0, "data_bytes": 1}})
+        synthetic_profile(events={"doodle": {"per_member_per_second": 1.0, "data_bytes": 1}})
 
 
-def test_writes_the_markdown_and_the_chart(cost_model, prices, small, tmp_path):
+def test_writes_the_markdown_and_the_chart(prices, small, tmp_path):
     stack, profile, result = small
-    markdown, svg = cost_model.write_results(
+    markdown, svg = write_results(
         "test",
         result,
-        cost_model.levers(stack, profile, prices),
+        levers(stack, profile, prices),
         prices,
-        cost_model.DEFAULT_PROFILE,
+        DEFAULT_PROFILE,
         tmp_path,
     )
     assert markdown == tmp_path / "test-synthetic.md" and svg == tmp_path / "test-synthetic.svg"
@@ -318,10 +318,10 @@ def test_vendors_count_messages_their_own_way(small):
     assert (pusher["plan"], pusher["usd"], pusher["list_price"]) == ("Startup", 49.0, True)
 
 
-def test_each_lever_changes_exactly_its_components(cost_model, prices, small):
+def test_each_lever_changes_exactly_its_components(prices, small):
     stack, profile, _ = small
-    results = {lever.name[:3]: lever for lever in cost_model.levers(stack, profile, prices)}
-    fixed = {line.component for line in results["(a)"].baseline.lines if line.kind == cost_model.FIXED}
+    results = {lever.name[:3]: lever for lever in levers(stack, profile, prices)}
+    fixed = {line.component for line in results["(a)"].baseline.lines if line.kind == FIXED}
 
     assert set(results["(c)"].changed_components()) == {
         "NAT gateway hours",

@@ -17,6 +17,7 @@ from classwire.auth import (
     TokenVerifier,
     Unauthenticated,
 )
+from classwire.metrics import AUTH_ALLOWED, AUTH_KEYS_UNAVAILABLE, AUTH_REFUSED_401, AUTH_REFUSED_403
 from classwire.routes import CLASSROOM_QUERY_PARAMETER, TOKEN_QUERY_PARAMETER
 
 logger, metrics = runtime.logger, runtime.metrics
@@ -49,19 +50,19 @@ def handler(event: dict, context) -> dict:
         )
     except Unauthenticated as refusal:
         logger.info("connection refused", extra={"status": 401, "reason": str(refusal)})
-        metrics.add_metric(name="AuthRefused401", unit="Count", value=1)
+        metrics.add_metric(name=AUTH_REFUSED_401, unit="Count", value=1)
         raise Exception("Unauthorized") from None  # API Gateway's signal for 401
     except KeysUnavailable:
         # Not the caller's fault: failing the invocation makes API Gateway answer 500, and clients retry.
         logger.error("token keys unavailable")
-        metrics.add_metric(name="AuthKeysUnavailable", unit="Count", value=1)
+        metrics.add_metric(name=AUTH_KEYS_UNAVAILABLE, unit="Count", value=1)
         raise
     except Forbidden as refusal:
         logger.info("connection refused", extra={"status": 403, "reason": str(refusal)})
-        metrics.add_metric(name="AuthRefused403", unit="Count", value=1)
+        metrics.add_metric(name=AUTH_REFUSED_403, unit="Count", value=1)
         return _policy("anonymous", "Deny", method_arn)
     logger.info("connection allowed", extra={"userId": grant.user_id, "classroomId": grant.classroom_id})
-    metrics.add_metric(name="AuthAllowed", unit="Count", value=1)
+    metrics.add_metric(name=AUTH_ALLOWED, unit="Count", value=1)
     return _policy(
         grant.user_id,
         "Allow",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from classwire import runtime
 from classwire.handlers.events import connected_at_of, endpoint_parts, log_keys, member_of, reopens
+from classwire.metrics import CONNECTS
 
 logger, metrics = runtime.logger, runtime.metrics
 
@@ -20,6 +21,6 @@ def handler(event: dict, context) -> dict:
         status, reason = refused
         logger.info("connection refused", extra={"status": status, "reason": reason})
         return {"statusCode": status, "body": reason}
-    metrics.add_metric(name="Connects", unit="Count", value=1)
+    metrics.add_metric(name=CONNECTS, unit="Count", value=1)
     logger.info("connected")
     return {"statusCode": 200}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from classwire import runtime
 from classwire.handlers.events import endpoint_parts, log_keys, member_of
+from classwire.metrics import DISCONNECTS
 
 logger, metrics = runtime.logger, runtime.metrics
 
@@ -14,6 +15,6 @@ def handler(event: dict, context) -> dict:
     logger.append_keys(**log_keys(member))
     metrics.add_metadata(key="classroomId", value=member.classroom_id)  # a property, not a dimension
     runtime.classroom_service(*endpoint_parts(event)).disconnect(member)
-    metrics.add_metric(name="Disconnects", unit="Count", value=1)
+    metrics.add_metric(name=DISCONNECTS, unit="Count", value=1)
     logger.info("disconnected")
     return {"statusCode": 200}

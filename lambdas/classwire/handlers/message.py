@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from classwire import runtime
 from classwire.handlers.events import endpoint_parts, log_keys, member_of
+from classwire.metrics import error_metric
 from classwire.protocol import error_frame
 
 logger, metrics = runtime.logger, runtime.metrics
@@ -22,7 +23,7 @@ def handler(event: dict, context) -> dict:
     except Exception:
         # The frame is answered either way; the stack trace goes to the log, not to the client.
         logger.exception("frame failed")
-        metrics.add_metric(name="Error_internal", unit="Count", value=1)
+        metrics.add_metric(name=error_metric("internal"), unit="Count", value=1)
         reply = error_frame("internal", "the server failed to handle this frame; retry with the same id")
     # Two-way routes return the body to the caller; an empty reply sends nothing.
     return {"statusCode": 200, "body": reply} if reply else {"statusCode": 200}
