@@ -132,7 +132,7 @@ bench: install ## Benchmarks (fan-out, Redis round trips, CPU per message, cold 
 	$(RUN) python -m bench
 
 cost: install ## Monthly cost of ENV's stack for a usage profile: make cost ENV=prod PROFILE=<file>
-	$(RUN) python scripts/cost_model.py --env $(ENV) --profile "$(or $(PROFILE),cost/profiles/mid_size_school.toml)"
+	$(RUN) python -m cost --env $(ENV) --profile "$(or $(PROFILE),cost/profiles/mid_size_school.toml)"
 
 clean: ## Remove build output (reports/ holds committed results and stays)
 	rm -rf dist build cdktf.out .pytest_cache reports/tmp

@@ -22,9 +22,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from classwire_infra.paths import ROOT
-
 from bench import fanout as bench_fanout
+from classwire_infra.paths import ROOT
 
 HANDLERS = ("authorizer", "connect", "disconnect", "message")
 ROOM_SIZES = (30, 300, 1000)
@@ -57,7 +56,6 @@ class CountingRedis:
 def redis_round_trips(sizes=ROOM_SIZES) -> dict:
     from classwire.classroom_store import ClassroomStore, Member
     from classwire.settings import Limits
-
     from localcloud.cache import RedisServer
 
     results = {}
@@ -111,7 +109,6 @@ def handler_cpu(members: int = 1000, sends: int = 20) -> dict:
     from classwire import runtime
     from classwire.classroom_store import Member
     from classwire.handlers import message
-
     from localcloud.cache import RedisServer
     from tests.support.events import Caller, LambdaContext, message_event
 
@@ -401,7 +398,6 @@ def main(argv: list[str] | None = None) -> int:
     sections = args.only.split(",")
     runs = 3 if args.quick else 7
     from classwire_infra.config import load
-
     from localcloud.cache import RedisServer
 
     results: dict = {

@@ -98,7 +98,7 @@ def run_load(
     readers = [threading.Thread(target=read, args=(i, w), daemon=True) for i, w in enumerate(workers)]
     try:
         setup_started = time.monotonic()
-        for worker, plan, reader in zip(workers, plans, readers):
+        for worker, plan, reader in zip(workers, plans, readers, strict=False):
             reader.start()
             worker.stdin.write(json.dumps(plan) + "\n")
         _wait_until(lambda: len(ready) == len(workers) or any(w.poll() is not None for w in workers), 600)

@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from classwire_bootstrap.config import DEPLOYABLE, BootstrapConfig, BootstrapConfigError  # noqa: E402
-from classwire_bootstrap.stack import synth  # noqa: E402
+from classwire_bootstrap.config import DEPLOYABLE, BootstrapConfig, BootstrapConfigError
+from classwire_bootstrap.stack import synth
 from classwire_infra.paths import ROOT
 
 

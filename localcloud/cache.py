@@ -18,10 +18,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import redis
-from classwire_infra.config import DEFAULT_EVICTION_POLICY
 
+from classwire_infra.config import DEFAULT_EVICTION_POLICY
 from localcloud import processes
 
 
@@ -199,7 +200,7 @@ class ReplicationGroup:
     """A primary and a replica behind a primary endpoint, with ElastiCache-style failover."""
 
     # Full syncs start at once rather than after redis' default 5 s wait for more replicas.
-    REPLICATION_CONFIG = ["repl-diskless-sync-delay 0"]
+    REPLICATION_CONFIG: ClassVar[list[str]] = ["repl-diskless-sync-delay 0"]
 
     def __init__(self, endpoint_port: int | None = None):
         self.primary = RedisServer(extra=self.REPLICATION_CONFIG)

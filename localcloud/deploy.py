@@ -29,7 +29,6 @@ from urllib.parse import urlsplit
 
 from classwire_infra.config import EnvConfig, load
 from classwire_infra.paths import ROOT
-
 from localcloud import processes
 from localcloud.emulator import AwsEmulator
 from localcloud.manifest import Manifest
@@ -160,7 +159,8 @@ def synth_inputs_digest(config: EnvConfig, aws_endpoint: str) -> str:
     last synthesis is reused: synthesis is deterministic, and most of its time is jsii's start-up."""
     digest = hashlib.sha256(aws_endpoint.encode())
     sources = [*(ROOT / "terraform").rglob("*.py"), *(ROOT / "lambdas").rglob("*.py")]
-    for path in sorted(p for p in sources if "__pycache__" not in p.parts) + [
+    for path in [
+        *sorted(p for p in sources if "__pycache__" not in p.parts),
         ROOT / "uv.lock",
         ROOT / config.lambda_zip,
     ]:

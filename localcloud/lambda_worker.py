@@ -73,7 +73,7 @@ def main() -> None:
     module_name, _, function_name = os.environ["_HANDLER"].rpartition(".")
     try:
         handler = getattr(importlib.import_module(module_name), function_name)
-    except Exception as exc:  # Lambda reports an init failure on the invocation that triggered it
+    except Exception as exc:  # noqa: BLE001 (Lambda reports an init failure on the invocation that triggered it)
         error_type = (
             "Runtime.HandlerNotFound" if isinstance(exc, AttributeError) else "Runtime.ImportModuleError"
         )
@@ -86,11 +86,11 @@ def main() -> None:
         context = LambdaContext(request["request_id"], request["deadline_ms"])
         try:
             result = handler(request["event"], context)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (any handler error is the invocation's error, as on Lambda)
             traceback.print_exc()
             reply({"ok": False, "error": _error(exc)})
             continue
-        except BaseException as exc:  # SystemExit and the like end the execution environment
+        except BaseException as exc:  # noqa: BLE001 (SystemExit and the like end the execution environment)
             reply({"ok": False, "error": _error(exc, "Runtime.ExitError")})
             return
         reply({"ok": True, "result": result})

@@ -321,7 +321,7 @@ def _delete_cache_subnet_group(backend, cache_subnet_group_name: str) -> None:
 
 def _api_delete_cache_subnet_group(response):
     response.elasticache_backend.delete_cache_subnet_group(response._get_param("CacheSubnetGroupName"))
-    return None
+    return
 
 
 # Gap: cache parameter groups are not implemented at all (Create/Describe/Modify/Reset/Delete
@@ -419,7 +419,7 @@ def _api_delete_cache_parameter_group(response):
         )
     del _store(backend, "cache_parameter_groups")[name]
     backend.tagging_service.delete_all_tags_for_resource(group.arn)
-    return None
+    return
 
 
 # Gap: user groups are not implemented (Create/Describe/Modify/DeleteUserGroup), so

@@ -9,6 +9,7 @@ comes when the parent's life does, however that ends, and the reaper then ends e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -96,10 +97,8 @@ def _reap() -> None:
 
 
 def _signal(pidfd: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # ended already
         signal.pidfd_send_signal(pidfd, signum)
-    except ProcessLookupError:
-        pass  # ended already
 
 
 if __name__ == "__main__":

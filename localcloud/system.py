@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis as redis_py
+
 from classwire.settings import JwtSettings, RedisSettings, Settings
 from classwire_infra.paths import ROOT
-
 from localcloud.cache import RedisServer, ReplicationGroup, free_port
 from localcloud.emulator import REGION, AwsEmulator
 from localcloud.gateway import GatewayProcess, GatewayQuotas, GatewayThread, PostFaults

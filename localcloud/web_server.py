@@ -84,7 +84,7 @@ class DemoWebServer:
         class Handler(BaseHTTPRequestHandler):
             server_version = "classwire-local"
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 if url.path == "/local/token":
                     status, body = site.token_response(url.query)

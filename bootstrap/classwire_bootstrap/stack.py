@@ -13,8 +13,9 @@ from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags, AwsProviderEndpoints
-from classwire_infra.private_bucket import PrivateBucket
 from constructs import Construct
+
+from classwire_infra.private_bucket import PrivateBucket
 
 from . import policies
 from .config import GITHUB_OIDC_HOST, PROJECT, STS_AUDIENCE, BootstrapConfig

@@ -261,7 +261,7 @@ class ClassroomStore:
         now_ms, infos, reports = reply
         fresh_after = int(now_ms) - TELEMETRY_FRESH_SECONDS * 1000
         connections = []
-        for info, report in zip(infos, reports):
+        for info, report in zip(infos, reports, strict=False):
             if not info:
                 continue
             entry = json.loads(info)

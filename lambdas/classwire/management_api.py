@@ -5,7 +5,7 @@ the event system, a fresh SigV4 HMAC chain, urllib3, parsing the response), so a
 is CPU-bound at close to a second on a Lambda's share of a core. Here everything that is the same for
 every post of a fan-out is computed once per batch: the payload hash, the date, the signed-header block;
 the signing key once per UTC day. Only the path and the signature differ per post. Measured with
-scripts/bench_fanout.py: about 35-45 us of CPU per post here against 1.5 ms for boto3 on the same machine. Requests go out
+bench/fanout.py: about 35-45 us of CPU per post here against 1.5 ms for boto3 on the same machine. Requests go out
 over keep-alive sockets driven by one non-blocking loop (`selectors`), not a thread pool: no GIL
 hand-offs, and the concurrency bound is simply the number of requests in flight.
 
@@ -17,11 +17,12 @@ the environment has no credentials (outside Lambda).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import hashlib
-import hmac
 import heapq
+import hmac
 import json
 import os
 import random
@@ -136,7 +137,7 @@ def environment_credentials() -> CredentialSource:
 
 
 def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 class SigV4Signer:
@@ -165,7 +166,7 @@ class SigV4Signer:
 class BatchSigning:
     """What one batch shares: date, scope, key, the canonical and wire header blocks."""
 
-    __slots__ = ("amz_date", "scope", "key", "canonical_headers", "signed_headers", "credential", "wire_head")
+    __slots__ = ("amz_date", "canonical_headers", "credential", "key", "scope", "signed_headers", "wire_head")
 
     def __init__(self, signer: SigV4Signer, credentials: Credentials, amz_date: str):
         day = amz_date[:8]
@@ -471,20 +472,20 @@ class _Link:
 
     __slots__ = (
         "api",
+        "buf",
+        "deadline",
+        "error",
+        "events",
+        "job",
+        "keep_alive",
+        "out",
+        "received",
+        "registered",
+        "response",
+        "reused",
+        "sent",
         "sock",
         "state",
-        "deadline",
-        "job",
-        "out",
-        "sent",
-        "buf",
-        "response",
-        "keep_alive",
-        "error",
-        "reused",
-        "received",
-        "events",
-        "registered",
     )
 
     def __init__(self, api: ManagementApi, sock: socket.socket, connect_deadline: float):
@@ -623,18 +624,14 @@ class _Link:
 
     def unregister(self) -> None:
         if self.registered:
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 self.api._selector.unregister(self.sock)
-            except (KeyError, ValueError):
-                pass
             self.registered = False
 
     def close(self) -> None:
         self.unregister()
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
 
 # -- HTTP/1.1 responses --------------------------------------------------------------------------------

@@ -151,7 +151,7 @@ class ConnectionsApi:
 
 
 def _iso(epoch_ms: int) -> str:
-    moment = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=dt.timezone.utc)
+    moment = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=dt.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from classwire_infra.paths import ROOT
-
 from localcloud import processes
 from localcloud.gateway.connections_api import PostFaults
 from localcloud.gateway.data_plane import HOST, Gateway
@@ -38,7 +37,7 @@ class GatewayThread:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self.gateway.start())
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the starting thread by start())
             self._error = exc
             self._started.set()
             return

@@ -52,6 +52,7 @@ NatMode = Literal["single", "per_az"]
 class ConfigError(ValueError):
     """An environment's config is invalid; the message names the environment and the field."""
 
+
 # How the cache makes room when full. noeviction would refuse every write of every classroom at once;
 # volatile-ttl would evict the short-lived idempotency records and registries before any log, and the LFU
 # policies a record written once; LRU keeps what a classroom in session touches (README, "Limits").
@@ -193,7 +194,7 @@ class EnvConfig:
                 f"config of environment {self.name!r} is invalid:\n  - " + "\n  - ".join(problems)
             )
 
-    def _problems(self):  # noqa: C901 - one flat list of rules reads best
+    def _problems(self):
         production_like = self.name in ("staging", "prod")
         if self.name not in ENVIRONMENTS:
             yield f"name must be one of {ENVIRONMENTS}"

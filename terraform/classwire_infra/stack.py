@@ -20,9 +20,9 @@ from constructs import Construct
 from classwire.settings import RedisSettings, Settings
 
 from .cache import Cache
+from .code_bucket import CodeBucket, LambdaCode
 from .config import PROJECT, EnvConfig
 from .encryption import Encryption
-from .code_bucket import CodeBucket, LambdaCode
 from .functions import Functions
 from .network import Network
 from .observability import Observability
@@ -224,5 +224,5 @@ class ClasswireStack(TerraformStack):
             skip_requesting_account_id=False,
             skip_metadata_api_check="true",
             s3_use_path_style=True,
-            endpoints=[AwsProviderEndpoints(**{service: endpoint for service in EMULATED_SERVICES})],
+            endpoints=[AwsProviderEndpoints(**dict.fromkeys(EMULATED_SERVICES, endpoint))],
         )

@@ -91,7 +91,7 @@ class Controls:
         actions = {"/redis/hold-replica": controls.hold_replica, "/redis/failover": controls.failover}
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 action = actions.get(self.path)
                 if action is None:
                     self._send(HTTPStatus.NOT_FOUND, {"error": f"no control {self.path}"})
@@ -99,7 +99,7 @@ class Controls:
                 try:
                     with controls._lock:
                         self._send(HTTPStatus.OK, action())
-                except Exception as error:  # reported to the browser test, which fails on it
+                except Exception as error:  # noqa: BLE001 (reported to the browser test, which fails on it)
                     self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": repr(error)})
 
             def _send(self, status: int, body: dict) -> None:

@@ -227,7 +227,7 @@ def _piecewise(windows: list[tuple[int, int, dict]], until: int) -> list[tuple[i
     """Non-overlapping stretches of the windows (a later window overrides an earlier one), cut at `until`."""
     points = sorted({p for start, end, _ in windows for p in (start, end) if p < until} | {until})
     stretches: list[tuple[int, int, dict]] = []
-    for start, end in zip(points, points[1:]):
+    for start, end in itertools.pairwise(points):
         covering = [answer for a, b, answer in windows if a <= start < b]
         if covering:
             if stretches and stretches[-1][1] == start and stretches[-1][2] == covering[-1]:
@@ -247,7 +247,7 @@ def honest_page(chain: dict, version: dict, request: dict, page_size: int) -> di
     epoch = chain["epoch"] if retained else ""
     since, since_eid = request.get("since", 0), request.get("sinceEid", "")
     reset = (
-        bool(request.get("epoch")) and request["epoch"] != epoch
+        (bool(request.get("epoch")) and request["epoch"] != epoch)
         or since > last
         or since < first - 1
         or (since == first - 1 and bool(retained) and (since_eid or since == 0) and since_eid != retained[0]["prev"])
@@ -419,7 +419,7 @@ def check_guarantee(script: dict, outcome: dict) -> None:
             assert true is not None and all(event.get(f) == true[f] for f in _FIELDS), (
                 f"(a) segment {n}: handed an event that was never in the log: {event}"
             )
-        for before, after in zip(segment, segment[1:]):
+        for before, after in itertools.pairwise(segment):
             assert (after["seq"], after["prev"], after["epoch"]) == (
                 before["seq"] + 1,
                 before["eid"],
@@ -444,7 +444,7 @@ def check_guarantee(script: dict, outcome: dict) -> None:
         f"(c) after the quiet honest phase the view ({_ends(quiet_view)}) is not the log "
         f"({_ends(retained)}, last {version['last']})"
     )
-    final_chain, final_retained = _retained(script, script["finalVersion"])
+    _final_chain, final_retained = _retained(script, script["finalVersion"])
     assert _matches(script, script["finalVersion"], segments[-1]), (
         f"(c) at the end the view ({_ends(segments[-1])}) is not the log ({_ends(final_retained)})"
     )

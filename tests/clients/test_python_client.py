@@ -143,7 +143,7 @@ def test_resyncs_that_keep_diverging_back_off_exponentially_up_to_the_cap_and_a_
             return
         sync_times.append(now())
         since = frame["since"]
-        if linking["on"]:
+        if linking["on"]:  # noqa: SIM108 (the else branch needs its comment)
             reply = page([], last=since)
         else:  # a lagging replica that never says reset: its pages do not link
             reply = page([event(since + 1, tag="x")])
@@ -156,7 +156,10 @@ def test_resyncs_that_keep_diverging_back_off_exponentially_up_to_the_cap_and_a_
         ws.deliver(event(3, tag="x"))  # prev "x2": does not link
         await settle(8.0)
         # From the divergence, then from each answer (10 ms after its sync) to the next sync.
-        waits = [round(b - a, 2) for a, b in zip([start, *(t + 0.01 for t in sync_times)], sync_times)]
+        waits = [
+            round(b - a, 2)
+            for a, b in zip([start, *(t + 0.01 for t in sync_times)], sync_times, strict=False)
+        ]
         assert waits[:7] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0], waits
         linking["on"] = True
         await settle(2.0)
@@ -281,7 +284,10 @@ def test_a_buffered_event_that_syncs_do_not_reach_backs_the_gap_syncs_off_and_is
         start = now()
         ws.deliver(event(5))
         await settle(120)
-        waits = [round(b - a, 2) for a, b in zip([start, *(t + 0.01 for t in sync_times)], sync_times)]
+        waits = [
+            round(b - a, 2)
+            for a, b in zip([start, *(t + 0.01 for t in sync_times)], sync_times, strict=False)
+        ]
         assert waits == [0.3, 0.6, 1.2, 2.4, 4.8, 9.6], "gap time, then doubled after each unfilled sync"
         assert client._buffer == {} and client.stats.stale_dropped == 1
         ws.deliver(event(3))

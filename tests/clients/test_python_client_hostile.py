@@ -14,7 +14,6 @@ from classwire_client import ClasswireClient
 from tests.clients.fake_network import FakeNetwork, run_virtual
 from tests.clients.hostile_server import MAX_REGRESS, Responder, check_guarantee, compile_script, schedules
 
-
 # The client remembers the eids of its last RECENT_EIDS seqs (4096) to spot one seq with two events. The
 # schedules' logs are short, so it is cut to 8 (more than a regress loses, MAX_REGRESS): a log restarted at
 # seq 1 while the client holds seq 30 is then the seq-5000 case, which only the epoch tells apart.

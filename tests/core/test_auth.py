@@ -116,7 +116,7 @@ def test_bad_tokens_are_unauthenticated(token):
 
 
 def test_tampered_payload_is_rejected():
-    header, payload, signature = hs_token().split(".")
+    header, _payload, signature = hs_token().split(".")
     forged = (
         base64.urlsafe_b64encode(json.dumps(claims(classrooms=["room-9"])).encode()).rstrip(b"=").decode()
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -24,9 +25,12 @@ def member(n: int, room: str = "room-1", role: str = "student") -> Member:
 
 
 # The tests' own reads are not what is being rate limited.
-UNLIMITED = dict(
-    rate_per_second=10_000, rate_burst=10_000, read_rate_per_second=10_000, read_rate_burst=10_000
-)
+UNLIMITED = {
+    "rate_per_second": 10_000,
+    "rate_burst": 10_000,
+    "read_rate_per_second": 10_000,
+    "read_rate_burst": 10_000,
+}
 
 
 def limits(**overrides) -> Limits:
@@ -72,7 +76,7 @@ def test_concurrent_senders_get_gapless_unique_seqs(redis_server):
     def send_many(sender: Member) -> None:
         own = ClassroomStore(redis.Redis.from_url(redis_server.url), limits())
         for i in range(50):
-            result = own.publish(sender, f"{sender.user_id}-{i}", "stroke", '{"i":%d}' % i, True)
+            result = own.publish(sender, f"{sender.user_id}-{i}", "stroke", f'{{"i":{i}}}', True)
             with lock:
                 assigned.append(result.seq)
 
@@ -87,7 +91,7 @@ def test_concurrent_senders_get_gapless_unique_seqs(redis_server):
     frames = [json.loads(f) for f in page.frames]
     assert [f["seq"] for f in frames] == list(range(1, 409))
     # The chain links: each event names its predecessor.
-    assert all(b["prev"] == a["eid"] for a, b in zip(frames, frames[1:]))
+    assert all(b["prev"] == a["eid"] for a, b in itertools.pairwise(frames))
 
 
 def test_resend_with_same_id_returns_the_original(store):
@@ -569,7 +573,7 @@ def test_every_action_is_rate_limited_and_a_flood_is_told_to_go(redis_client):
     for call in calls:
         with pytest.raises(RateLimited) as limited:
             call()
-        assert 0 < limited.value.retry_after_ms and not limited.value.flooding
+        assert limited.value.retry_after_ms > 0 and not limited.value.flooding
     outcomes = []
     for _ in range(3):
         try:

@@ -42,7 +42,7 @@ unicode_edges = st.text(
 )
 # JSON escapes that decode to unpaired surrogates, which cannot be stored or sent as UTF-8.
 surrogates = st.sampled_from(["\\ud800", "\\udfff", "\\ud83d"]).map(
-    lambda s: '{"action":"send","id":"a","event":"chat","data":"%s"}' % s
+    lambda s: f'{{"action":"send","id":"a","event":"chat","data":"{s}"}}'
 )
 raw_bodies = (
     st.builds(json.dumps, frames)

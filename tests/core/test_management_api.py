@@ -17,6 +17,8 @@ import botocore.auth
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
+
+from bench.connections_stub import TEST_REGION, ManagementStub
 from classwire.classroom import ClassroomService
 from classwire.management_api import (
     CONNECTION_ERROR,
@@ -28,8 +30,6 @@ from classwire.management_api import (
     environment_credentials,
 )
 from classwire.settings import Limits
-
-from bench.connections_stub import TEST_REGION, ManagementStub
 from tests.support.tls import write_certificates
 
 ACCESS_KEY, SECRET_KEY, TOKEN = (
@@ -37,7 +37,7 @@ ACCESS_KEY, SECRET_KEY, TOKEN = (
     "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
     "FwoGZXIvYXdzEBYaDH==",
 )
-FROZEN = datetime.datetime(2026, 3, 1, 23, 59, 58, tzinfo=datetime.timezone.utc)
+FROZEN = datetime.datetime(2026, 3, 1, 23, 59, 58, tzinfo=datetime.UTC)
 CONNECTION_ID = "L0SM9cOFvHcCIhw="  # API Gateway's shape: base64, with `=`
 # What a request is, for the contract: everything but botocore's own User-Agent and SDK bookkeeping.
 CONTRACT_HEADERS = ("host", "x-amz-date", "x-amz-security-token", "authorization", "content-length")
@@ -202,7 +202,7 @@ def test_fanout_sorts_connections_into_delivered_gone_and_failed(stub):
     assert stub.signature_failures == 0
 
 
-@pytest.mark.parametrize("status,error", [(429, "LimitExceededException"), (503, "ServiceUnavailable")])
+@pytest.mark.parametrize(("status", "error"), [(429, "LimitExceededException"), (503, "ServiceUnavailable")])
 def test_throttling_and_server_errors_are_retried_once(stub, status, error):
     stub.fail_status = (status, error)
     stub.fail_first = {"flaky=": 1, "down=": 5}

@@ -4,6 +4,7 @@ is reset (new epoch), never silently continued. With `noeviction` the same flood
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -52,7 +53,7 @@ def test_memory_pressure_evicts_instead_of_stopping_every_classroom(policy):
         live_writes = []
         for c in range(6):  # ~36 MB of maximum-size frames into a 24 MB cache
             mallory = Member(f"flood-{c}", f"flood-{c}", "mallory", "student")
-            retried(lambda: store.join(mallory, 0))
+            retried(lambda mallory=mallory: store.join(mallory, 0))
             for n in range(400):
                 publish(store, mallory, f"m{n}", PAD)
                 if n % 50 == 0:
@@ -79,7 +80,7 @@ def test_memory_pressure_evicts_instead_of_stopping_every_classroom(policy):
         assert not client.exists("cw:{ended}:log")
         # What the live classroom's members applied is one chain, or a new epoch they are told to reset to.
         held += [json.loads(result.published.frames[-1]) for result in live_writes]
-        for before, after in zip(held, held[1:]):
+        for before, after in itertools.pairwise(held):
             if after["epoch"] == before["epoch"]:
                 assert after["seq"] == before["seq"] + 1 and after["prev"] == before["eid"]
             else:

@@ -30,7 +30,7 @@ def test_child_process_serves_on_loopback_and_stops_with_the_block(tmp_path):
         assert aws.client("sts").get_caller_identity()["Account"] == ACCOUNT_ID
         process = aws.process
         listening = [
-            line for line in open("/proc/net/tcp").read().splitlines() if f":{aws.port:04X} " in line
+            line for line in Path("/proc/net/tcp").read_text().splitlines() if f":{aws.port:04X} " in line
         ]
         # Local address 0100007F is 127.0.0.1: nothing else on this machine can reach it.
         assert listening and all(line.split()[1].startswith("0100007F:") for line in listening)
@@ -111,6 +111,8 @@ def test_a_server_that_cannot_start_is_reported(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        with pytest.raises(RuntimeError, match="moto server exited"):
-            with AwsEmulator(port=taken.getsockname()[1], log_path=tmp_path / "moto.log"):
-                pass
+        with (
+            pytest.raises(RuntimeError, match="moto server exited"),
+            AwsEmulator(port=taken.getsockname()[1], log_path=tmp_path / "moto.log"),
+        ):
+            pass

@@ -4,9 +4,9 @@ and a local @connections stub that checks every SigV4 signature."""
 from __future__ import annotations
 
 import pytest
-from classwire import runtime
 
 from bench.connections_stub import TEST_REGION, ManagementStub
+from classwire import runtime
 
 CREDENTIALS = ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 RUNTIME_CACHES = (runtime.settings, runtime.redis_client, runtime.classroom_store, runtime.management_api)

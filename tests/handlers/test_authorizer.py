@@ -6,10 +6,10 @@ import time
 
 import jwt
 import pytest
-from classwire import runtime
-from classwire.handlers import authorizer
 from moto import mock_aws
 
+from classwire import runtime
+from classwire.handlers import authorizer
 from tests.support.events import LambdaContext, authorizer_event
 from tests.support.signing_secret import store_signing_secret
 
@@ -66,7 +66,7 @@ def test_unauthorized_raises_the_401_signal(configured, bad):
     event = authorizer_event(None if bad == "token-in-wrong-param" else bad, "room-1")
     if bad == "token-in-wrong-param":
         event["queryStringParameters"]["access_token"] = token()
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         invoke(event)
 
 
@@ -74,7 +74,7 @@ def test_never_logs_the_token(configured, log_lines):
     good, expired = token(), token(exp=int(time.time()) - 3600)
     invoke(authorizer_event(good, "room-1"))
     invoke(authorizer_event(good, "room-9"))
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         invoke(authorizer_event(expired, "room-1"))
     output = log_lines.text()
     assert any(line.get("reason") == "invalid token: ExpiredSignatureError" for line in log_lines())

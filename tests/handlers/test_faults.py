@@ -11,10 +11,10 @@ import os
 import signal
 
 import pytest
+
 from classwire import runtime
 from classwire.handlers import connect
 from classwire.management_api import ManagementApi
-
 from localcloud.redis_faults import RedisFaultProxy
 from tests.support.events import Caller, LambdaContext, connect_event
 from tests.support.handler_calls import connect_as, frames_to, join, send
@@ -155,7 +155,7 @@ def test_a_resend_of_an_event_no_longer_logged_is_acknowledged_by_seq(stub, redi
     runtime.classroom_store.cache_clear()
     join(TEACHER, STUDENT)
     send(STUDENT, chat("m1"))
-    first = [f for f in frames_to(stub, STUDENT) if f.get("id") == "m1"][0]
+    first = next(f for f in frames_to(stub, STUDENT) if f.get("id") == "m1")
     for n in range(2, 5):
         send(STUDENT, chat(f"m{n}"))
     reply = json.loads(send(STUDENT, chat("m1"))["body"])

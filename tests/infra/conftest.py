@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from classwire_infra.paths import ROOT
 
 ENVIRONMENTS = ("local", "dev", "staging", "prod")
@@ -29,6 +30,15 @@ def blocks_all_public_access(block: dict) -> bool:
             "restrict_public_buckets",
         )
     )
+
+
+def assert_has_resource(synthesized: str, resource_type: str, properties: dict) -> None:
+    """cdktf's matcher, asserted: it returns whether some `resource_type` has `properties` (a subset match)
+    and never raises, so a bare call cannot fail (ruff's TID251 bans it everywhere but here)."""
+    from cdktf import Testing
+
+    found = Testing.to_have_resource_with_properties(synthesized, resource_type, properties)  # noqa: TID251
+    assert found, f"no {resource_type} has {properties}"
 
 
 def write_placeholder_zip(path: Path) -> Path:

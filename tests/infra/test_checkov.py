@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import pytest
+
 from classwire_infra.paths import ROOT
 
 pytestmark = pytest.mark.slow
@@ -47,7 +48,6 @@ def test_checkov_on_synthesized_json(stacks, metrics, name):
 def test_checkov_on_plan_json(workspace, placeholder_zip, terraform_environment, metrics):
     """The dev-shaped stack planned against the emulator (a plan needs an AWS API), then scanned."""
     from classwire_infra.synth import synth
-
     from localcloud.emulator import AwsEmulator
 
     with AwsEmulator(load_managed_policies=False) as aws:

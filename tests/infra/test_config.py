@@ -7,6 +7,7 @@ import platform
 import sys
 
 import pytest
+
 from classwire.settings import JwtSettings
 from classwire_infra.config import ENVIRONMENTS, ConfigError, CustomDomain, load
 

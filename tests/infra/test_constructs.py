@@ -8,12 +8,13 @@ import re
 
 import pytest
 from cdktf import Testing as CdktfTesting  # not `Testing`: pytest would try to collect it
+
 from classwire import routes
 from classwire_infra.code_bucket import LambdaCode, MissingPackageError
 from classwire_infra.config import load
 from classwire_infra.stack import EMULATED_SERVICES, ClasswireStack
 
-from .conftest import EMULATOR_ENDPOINT, ENVIRONMENTS, blocks_all_public_access
+from .conftest import EMULATOR_ENDPOINT, ENVIRONMENTS, assert_has_resource, blocks_all_public_access
 
 AWS_ENVIRONMENTS = ("dev", "staging", "prod")
 CODE = LambdaCode(
@@ -97,9 +98,9 @@ def test_redis_has_a_replica_in_another_az_and_is_encrypted(stacks, env):
     assert "auth_token" not in group
 
 
-@pytest.mark.parametrize("env", ("staging", "prod"))
+@pytest.mark.parametrize("env", ["staging", "prod"])
 def test_failover_and_multi_az_are_on_in_staging_and_prod(stacks, env):
-    CdktfTesting.to_have_resource_with_properties(
+    assert_has_resource(
         stacks[env].text,
         "aws_elasticache_replication_group",
         {"automatic_failover_enabled": True, "multi_az_enabled": True, "transit_encryption_enabled": True},
@@ -368,7 +369,7 @@ def dev_triggers() -> dict:
     "changed_routes",
     [
         pytest.param(
-            routes.ROUTES + (routes.Route("raise_hand", routes.MESSAGE, two_way=True),), id="route added"
+            (*routes.ROUTES, routes.Route("raise_hand", routes.MESSAGE, two_way=True)), id="route added"
         ),
         pytest.param(tuple(r for r in routes.ROUTES if r.key != "who"), id="route removed"),
         pytest.param(
@@ -401,7 +402,7 @@ def test_custom_domain_is_optional_and_regional():
         custom_domain=CustomDomain("ws.example.edu", "arn:aws:acm:us-east-1:111122223333:certificate/abc"),
     )
     synthesized = CdktfTesting.synth(ClasswireStack(CdktfTesting.app(), config, code=CODE))
-    CdktfTesting.to_have_resource_with_properties(
+    assert_has_resource(
         synthesized,
         "aws_apigatewayv2_domain_name",
         {

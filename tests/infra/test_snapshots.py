@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from classwire_infra.config import load
 
 from .conftest import ENVIRONMENTS

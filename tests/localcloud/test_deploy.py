@@ -16,9 +16,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from classwire_client import ClasswireClient
 from classwire_infra.paths import ROOT
-
 from localcloud.cache import free_port
 from localcloud.deploy import READY_LINE
 

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 from classwire import routes
-
 from localcloud.manifest import Manifest
 
 FIXTURE = Path(__file__).parent / "fixtures" / "classwire-local.state.json"

@@ -17,8 +17,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from classwire_infra.paths import ROOT
 
+from classwire_infra.paths import ROOT
 from scripts import build_lambdas as bl
 
 HANDLERS = ("authorizer", "connect", "disconnect", "message")

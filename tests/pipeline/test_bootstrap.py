@@ -9,6 +9,7 @@ import os
 import subprocess
 
 import pytest
+
 from classwire_bootstrap import policies
 from classwire_bootstrap.config import BootstrapConfig, BootstrapConfigError
 from classwire_bootstrap.stack import synth
@@ -89,7 +90,7 @@ def test_no_wildcard_actions_and_no_iam_escalation(stack, config):
         for statement in statements(inline(stack, role)):
             for action in as_list(statement["Action"]):
                 if statement["Effect"] == "Allow":
-                    service, _, name = action.partition(":")
+                    _service, _, name = action.partition(":")
                     assert action != "*" and name != "*" and "*" not in name, f"{role}: {action}"
     for env in config.environments:
         deploy = inline(stack, f"classwire-ci-{env}-deploy")

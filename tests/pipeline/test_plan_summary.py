@@ -33,7 +33,7 @@ def test_counts_each_kind_of_change_and_ignores_no_ops_and_data_sources():
 
 
 @pytest.mark.parametrize(
-    "actions, kind",
+    ("actions", "kind"),
     [
         (["create"], "create"),
         (["update"], "update"),

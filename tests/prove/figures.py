@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from classwire_infra.paths import ROOT
-
 from tests.prove.sizes import Sizes
 
 
@@ -114,7 +113,7 @@ class Figures:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _machine_facts() -> list[str]:

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import itertools
 import json
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 
 import redis
-from classwire_client import ClasswireClient
 
+from classwire_client import ClasswireClient
 from localcloud.system import LocalSystem
 
 Key = tuple[int, str, object]  # (seq, eid, id): an event as the protocol identifies it
@@ -92,7 +93,7 @@ def chain_breaks(epoch: list[dict]) -> int:
     """Places where an epoch's events do not follow one another (seq + 1, prev == previous eid)."""
     return sum(
         1
-        for before, after in zip(epoch, epoch[1:])
+        for before, after in itertools.pairwise(epoch)
         if after["seq"] != before["seq"] + 1 or after["prev"] != before["eid"]
     )
 

@@ -18,13 +18,13 @@ import time
 from collections import Counter
 from urllib.parse import urlencode
 
-from classwire.classroom_store import ClassroomStore
-from classwire.classroom_store import Member as ClasswireMember
-from classwire.settings import Limits
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bench.load import percentile
+from classwire.classroom_store import ClassroomStore
+from classwire.classroom_store import Member as ClasswireMember
+from classwire.settings import Limits
 from tests.prove.harness import Member, catch_up_all, key, member, server_log
 
 LIMITS = Limits()  # what the local system runs with

@@ -19,7 +19,6 @@ import time
 from collections import Counter, defaultdict
 
 from classwire_client import Refused
-
 from tests.prove.harness import (
     Member,
     catch_up_all,

@@ -13,7 +13,6 @@ import signal
 import time
 
 from classwire.settings import CONNECTING_GRACE_SECONDS, CONNECTION_TTL_SECONDS
-
 from tests.prove.harness import connection_ids, member
 
 TWO_HOURS_MS = 2 * 3600 * 1000

@@ -38,9 +38,8 @@ def aws_stacks(tmp_path_factory):
     Most of synthesis' cost is the jsii runtime starting, which happens once per process: when
     tests/infra runs in the same session, these three stacks add a few seconds, not another start.
     """
-    from tests.infra.conftest import Synthesized, write_placeholder_zip
-
     from classwire_infra.synth import synth
+    from tests.infra.conftest import Synthesized, write_placeholder_zip
 
     root = tmp_path_factory.mktemp("security-infra")
     zip_file = write_placeholder_zip(root / "dist" / "classwire-lambda-placeholder.zip")

@@ -21,6 +21,11 @@ from collections import Counter
 
 import jwt
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+
+from bench.connections_stub import ManagementStub
 from classwire import runtime
 from classwire.classroom import REFUSALS
 from classwire.event_types import DEFAULT_EVENT_TYPES
@@ -28,11 +33,6 @@ from classwire.handlers import authorizer, connect, disconnect, message
 from classwire.handlers.events import MalformedEvent
 from classwire.protocol import ERROR_CODES, compact_json
 from classwire.routes import MESSAGE_ACTIONS
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
-from moto import mock_aws
-
-from bench.connections_stub import ManagementStub
 from tests.core.test_fuzz_frames import frames as structured_frames
 from tests.core.test_fuzz_frames import json_values
 from tests.core.test_fuzz_frames import raw_bodies as core_bodies

@@ -29,9 +29,9 @@ from websockets.exceptions import InvalidStatus
 from classwire import runtime
 from classwire.handlers import authorizer
 from tests.security.conftest import lambda_logs
-from tests.support.signing_secret import store_signing_secret
 from tests.support.events import LambdaContext, authorizer_event
 from tests.support.jwks import JwksServer, public_jwk
+from tests.support.signing_secret import store_signing_secret
 
 SECRET = "hs256-attack-suite-key-0123456789abcdef0123456789"
 ISSUER = "https://idp.test/"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from classwire.handlers import connect, message
-
 from bench.connections_stub import ManagementStub
+from classwire.handlers import connect, message
 from tests.support.events import Caller, LambdaContext, connect_event, message_event
 
 

@@ -17,7 +17,7 @@ class JwksServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 server.hits.append(self.path)
                 body = json.dumps(server.document).encode()
                 self.send_response(200)

@@ -20,7 +20,7 @@ def _pem_key(key) -> bytes:
 
 def write_certificates(directory: Path) -> dict[str, Path]:
     """Writes ca.pem, server.pem and server.key into `directory`; returns their paths."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "classwire test CA")])
     ca = (

@@ -275,7 +275,7 @@ class ClasswireClient:
                     self._fail_pending(Refused(401, "reconnect refused: the token is no longer valid"))
                     return
                 too_many = status == 429
-            except (OSError, ConnectionClosed, asyncio.TimeoutError) as error:
+            except (TimeoutError, OSError, ConnectionClosed) as error:
                 log.debug("connection lost: %r", error)
             if self._closing or self.ended:
                 return
