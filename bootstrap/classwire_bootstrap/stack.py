@@ -12,17 +12,15 @@ from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnec
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
-from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags, AwsProviderEndpoints
 from constructs import Construct
 
 from classwire_infra.private_bucket import PrivateBucket
+from classwire_infra.provider import aws_provider
 
 from . import policies
 from .config import GITHUB_OIDC_HOST, PROJECT, STS_AUDIENCE, BootstrapConfig
 
 STACK_NAME = f"{PROJECT}-bootstrap"
-# The same provider line as the classwire stacks (terraform/classwire_infra/stack.py).
-AWS_PROVIDER_VERSION = "~> 5.99"
 
 
 class GithubRole(Construct):
@@ -62,26 +60,14 @@ class BootstrapStack(TerraformStack):
         super().__init__(scope, STACK_NAME)
         self.config = config
         LocalBackend(self, path="terraform.tfstate")
-        tags = [AwsProviderDefaultTags(tags={"project": PROJECT, "managed-by": "classwire-bootstrap"})]
-        if aws_endpoint is None:
-            AwsProvider(
-                self, "aws", region=config.region, allowed_account_ids=[config.account_id], default_tags=tags
-            )
-        else:  # the tests' emulator (moto): its documented test credentials, every endpoint there
-            AwsProvider(
-                self,
-                "aws",
-                region=config.region,
-                default_tags=tags,
-                access_key="testing",
-                secret_key="testing",
-                skip_credentials_validation=True,
-                skip_requesting_account_id=True,
-                skip_metadata_api_check="true",
-                s3_use_path_style=True,
-                endpoints=[AwsProviderEndpoints(iam=aws_endpoint, s3=aws_endpoint, sts=aws_endpoint)],
-            )
-        self.add_override("terraform.required_providers.aws.version", AWS_PROVIDER_VERSION)
+        aws_provider(
+            self,
+            region=config.region,
+            tags={"project": PROJECT, "managed-by": "classwire-bootstrap"},
+            emulator_endpoint=aws_endpoint,  # the tests' emulator (moto)
+            emulated_services=("iam", "s3", "sts"),
+            allowed_account_ids=[config.account_id],
+        )
 
         if config.create_oidc_provider:
             # No thumbprints: AWS verifies GitHub's certificate through its own trusted CAs.

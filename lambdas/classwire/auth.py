@@ -14,9 +14,12 @@ from dataclasses import dataclass
 
 import jwt
 
-from classwire.settings import ROLES, JwtSettings
+from classwire.roles import ROLES
+from classwire.settings import JwtSettings
 
 MAX_TOKEN_CHARS = 8192
+# What a token is verified with: the shared secret (HS256) or the JWKS's key for the token's kid.
+VerificationKey = str | jwt.PyJWK
 CLASSROOM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 MAX_USER_ID_CHARS = 128
 MAX_NAME_CHARS = 64
@@ -46,7 +49,7 @@ class TokenVerifier:
     token's `kid`. It is injected so the core never touches Secrets Manager or HTTP itself.
     """
 
-    def __init__(self, settings: JwtSettings, key_for: Callable[[str], object]):
+    def __init__(self, settings: JwtSettings, key_for: Callable[[str], VerificationKey]):
         self._settings = settings
         self._key_for = key_for
 
@@ -161,9 +164,11 @@ class JwksKeys:
         )
         self._stale = stale_seconds
         self._clock = clock
-        self._served: dict[str, tuple[object, float]] = {}  # kid -> (key, when the JWKS last served it)
+        self._served: dict[
+            str | None, tuple[jwt.PyJWK, float]
+        ] = {}  # kid -> (key, when the JWKS last served it)
 
-    def __call__(self, token: str) -> object:
+    def __call__(self, token: str) -> jwt.PyJWK:
         kid = jwt.get_unverified_header(token).get("kid")
         try:
             # The PyJWK, not its bare key: PyJWT then verifies with the key's own algorithm and refuses a
@@ -177,7 +182,7 @@ class JwksKeys:
         self._remember(kid, key)
         return key
 
-    def _remember(self, kid: str, key: object) -> None:
+    def _remember(self, kid: str | None, key: jwt.PyJWK) -> None:
         """Keeps the keys the JWKS lists now, stamped now; a key it no longer lists is forgotten, so an
         outage never brings a revoked key back."""
         now = self._clock()

@@ -71,9 +71,12 @@ REFUSALS = {
 
 
 class FanoutReport(Protocol):
-    delivered: Sequence[str]
-    gone: Sequence[str]
-    failed: Sequence[object]
+    @property
+    def delivered(self) -> Sequence[str]: ...
+    @property
+    def gone(self) -> Sequence[str]: ...
+    @property
+    def failed(self) -> Sequence[object]: ...
 
 
 class ConnectionsApi(Protocol):
@@ -135,9 +138,12 @@ class ClassroomService:
                 return self._who(member, request)
             return self._pong(member, request)
         except RateLimited as limited:
+            assert request is not None  # only a parsed request is metered
             return self._rate_limited(member, request.action, _client_id(request), limited)
         except NotMember:
-            return self._stranger(member, _client_id(request), request.action)
+            assert request is not None  # membership is checked after parsing
+            self._stranger(member, _client_id(request), request.action)
+            return None
         except ProtocolError as error:
             if request is not None:
                 error.action = request.action
@@ -233,7 +239,8 @@ class ClassroomService:
             closes_class=event_type.closes_class,
         )
         if result.status == "not_member":
-            return self._stranger(member, request.id, "send")
+            self._stranger(member, request.id, "send")
+            return None
         if result.status == "ended":
             raise ProtocolError("ended", "the class has ended; a teacher may reopen it", request.id)
         assert result.published is not None
@@ -246,8 +253,8 @@ class ClassroomService:
         else:
             self.metric(EVENTS_PUBLISHED, "Count", 1)
         self.deliver(member.classroom_id, published)
-        if event_type.after_delivery is not None:
-            event_type.after_delivery(self, member, published)
+        if event_type.closes_class:
+            self.close_connections(member.classroom_id, published.connection_ids)
         return None
 
     def _resent(
@@ -262,9 +269,8 @@ class ClassroomService:
         self.deliver(member.classroom_id, published)
         original = self.registry.get(json.loads(published.frames[0]).get("event", ""))
         # An `end` closes the class again only while it is the end in force (not after a reopen).
-        redo = original is not None and (not original.closes_class or result.still_ended)
-        if redo and original.after_delivery is not None:
-            original.after_delivery(self, member, published)
+        if original is not None and original.closes_class and result.still_ended:
+            self.close_connections(member.classroom_id, published.connection_ids)
         return None
 
     def _volatile_frame(self, member: Member, request: Send, ts: int) -> str:
@@ -313,7 +319,8 @@ class ClassroomService:
                 if info.get(name) is not None:
                     entry[name] = max(info[name], entry[name] or 0)
         # Paged by userId so a 1,000-member lecture's roster still fits API Gateway's frame limit.
-        members, size, more = [], 0, False
+        members: list[dict] = []
+        size, more = 0, False
         for user_id in sorted(u for u in users if u > request.after):
             encoded = compact_json(users[user_id])
             if members and size + len(encoded.encode()) + 1 > FRAME_LIMIT_BYTES - REPLY_ENVELOPE_BYTES:

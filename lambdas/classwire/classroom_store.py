@@ -287,7 +287,7 @@ class ClassroomStore:
     def _read_rate(self) -> tuple[float, int]:
         return self._limits.read_rate_per_second, self._limits.read_rate_burst
 
-    def _run(self, script: str, classroom_id: str, *args: object):
+    def _run(self, script: str, classroom_id: str, *args: str | int | float):
         # The one declared key routes the call to the classroom's slot; the script derives the rest.
         return self._scripts[script](keys=[f"cw:{{{classroom_id}}}:meta"], args=[classroom_id, *args])
 

@@ -1,24 +1,16 @@
-"""The registry of event types members may send: who may send each, whether it is logged, and what
-happens after it is delivered."""
+"""The registry of event types members may send: who may send each, whether it is logged, and whether
+it ends the class. Plain data: the classroom service acts on it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from classwire.settings import ROLES
+from classwire import roles
 
-if TYPE_CHECKING:
-    from classwire.classroom import ClassroomService
-    from classwire.classroom_store import Member, Published
-
-EVERYONE = frozenset(ROLES)
-TEACHER = frozenset({"teacher"})
+EVERYONE = frozenset(roles.ROLES)
+TEACHER = frozenset({roles.TEACHER})
 # Appended by the server itself; no client may send them.
 SYSTEM_EVENTS = frozenset({"join", "leave"})
-
-AfterDelivery = Callable[["ClassroomService", "Member", "Published"], None]
 
 
 @dataclass(frozen=True)
@@ -27,14 +19,9 @@ class EventType:
     senders: frozenset[str]
     # Persistent events get a seq, are logged and acknowledged; volatile ones are best effort.
     persistent: bool
-    after_delivery: AfterDelivery | None = None
-    # The class stays ended (students' $connect and sends refused) until a teacher reopens it.
+    # Once everyone has been sent it, every connection of the classroom is closed, and the class stays
+    # ended (students' $connect and sends refused) until a teacher reopens it.
     closes_class: bool = False
-
-
-def _end_class(service: ClassroomService, sender: Member, published: Published) -> None:
-    """`end` closes every connection of the classroom once everyone has been sent the event."""
-    service.close_connections(sender.classroom_id, published.connection_ids)
 
 
 DEFAULT_EVENT_TYPES: tuple[EventType, ...] = (
@@ -43,7 +30,7 @@ DEFAULT_EVENT_TYPES: tuple[EventType, ...] = (
     EventType("erase", EVERYONE, persistent=True),
     EventType("cursor", EVERYONE, persistent=False),
     EventType("clear", TEACHER, persistent=True),
-    EventType("end", TEACHER, persistent=True, after_delivery=_end_class, closes_class=True),
+    EventType("end", TEACHER, persistent=True, closes_class=True),
 )
 
 

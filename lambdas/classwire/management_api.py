@@ -131,6 +131,8 @@ def environment_credentials() -> CredentialSource:
             if chain is None:
                 raise RuntimeError("no AWS credentials for the @connections API")
         frozen = chain.get_frozen_credentials()
+        if not (frozen.access_key and frozen.secret_key):
+            raise RuntimeError("incomplete AWS credentials for the @connections API")
         return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
 
     return from_botocore
@@ -239,6 +241,12 @@ class _Job:
     fresh_link: bool = False  # a reused socket was found closed: retry on a new one, once
     outcome: Outcome | None = None
 
+    @property
+    def result(self) -> Outcome:
+        """The outcome, once `_run` has finished the job (it finishes every job it is given)."""
+        assert self.outcome is not None, "the job has not run"
+        return self.outcome
+
 
 class ManagementApi:
     """`post_many`, `delete_many`, `delete` and `get` against `https://{domain}/{stage}` (or http://
@@ -294,7 +302,7 @@ class ManagementApi:
         self._run(jobs)
         delivered, gone, failed = [], [], []
         for job in jobs:
-            outcome = job.outcome
+            outcome = job.result
             if outcome.ok:
                 delivered.append(job.connection_id)
             elif outcome.status == 410:
@@ -306,8 +314,9 @@ class ManagementApi:
     def delete_many(self, connection_ids: Sequence[str]) -> ClosureReport:
         jobs = [_Job(c, "DELETE", self.path(c), b"", EMPTY_SHA256) for c in connection_ids]
         self._run(jobs)
-        closed = tuple(j.connection_id for j in jobs if j.outcome.ok or j.outcome.gone)
-        return ClosureReport(closed, tuple(j.outcome for j in jobs if not (j.outcome.ok or j.outcome.gone)))
+        outcomes = [(job.connection_id, job.result) for job in jobs]
+        closed = tuple(connection_id for connection_id, o in outcomes if o.ok or o.gone)
+        return ClosureReport(closed, tuple(o for _, o in outcomes if not (o.ok or o.gone)))
 
     def delete(self, connection_id: str) -> Outcome:
         """Closes one connection; a 410 (already gone) is as good as a 204."""
@@ -339,7 +348,7 @@ class ManagementApi:
     def _one(self, method: str, connection_id: str) -> Outcome:
         job = _Job(connection_id, method, self.path(connection_id), b"", EMPTY_SHA256)
         self._run([job])
-        return job.outcome
+        return job.result
 
     def _signing(self) -> BatchSigning:
         return self.signer.batch(self._credentials(), self._clock())
@@ -405,6 +414,7 @@ class ManagementApi:
 
     def _settle(self, link: _Link, ready: deque, later: list, idle: list) -> None:
         job, link.job = link.job, None
+        assert job is not None, "only a link with a job in flight settles"
         if link.state == _Link.DONE:
             self._finish(job, link.response, None, later)
             if link.keep_alive:
@@ -494,6 +504,8 @@ class _Link:
         self.state = _Link.CONNECTING
         self.deadline = connect_deadline
         self.job: _Job | None = None
+        self.response: tuple[int, dict[str, str], bytes] | None = None
+        self.error: BaseException | None = None
         self.reused = False
         self.registered = False
         self.events = 0
@@ -530,7 +542,7 @@ class _Link:
                 code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if code:
                     raise OSError(code, os.strerror(code))
-                if self.api._tls:
+                if self.api._ssl is not None:
                     self.unregister()
                     self.sock = self.api._ssl.wrap_socket(
                         self.sock, server_hostname=self.api._hostname, do_handshake_on_connect=False
@@ -554,6 +566,7 @@ class _Link:
         return _Link.WAITING
 
     def _handshake(self):
+        assert isinstance(self.sock, ssl.SSLSocket)
         self.sock.do_handshake()
         return self._connected()
 

@@ -10,10 +10,10 @@ import json
 from dataclasses import dataclass
 from typing import ClassVar
 
+from classwire.routes import MESSAGE_ACTIONS
 from classwire.settings import FRAME_LIMIT_BYTES
 
 ERROR_CODES = ("bad_request", "unknown_action", "forbidden", "too_large", "rate_limited", "ended", "internal")
-ACTIONS = ("send", "sync", "who", "ping")
 MAX_CLIENT_ID_CHARS = 64
 MAX_SYNC_LIMIT = 1000
 DEFAULT_SYNC_LIMIT = 200
@@ -125,10 +125,10 @@ def parse_request(body: str | None, bound_classroom: str, max_data_bytes: int) -
     action = frame["action"]
     if not isinstance(action, str):
         raise ProtocolError("bad_request", f"field 'action' must be a string, got {_type(action)}", client_id)
-    if action not in ACTIONS:
+    if action not in MESSAGE_ACTIONS:
         raise ProtocolError(
             "unknown_action",
-            f"unknown action {action[:64]!r}; expected one of {', '.join(ACTIONS)}",
+            f"unknown action {action[:64]!r}; expected one of {', '.join(MESSAGE_ACTIONS)}",
             client_id,
         )
     # The classroom is the one bound at $connect; a payload may repeat it but never name another.

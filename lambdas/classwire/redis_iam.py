@@ -24,12 +24,15 @@ class IamAuthTokenProvider(CredentialProvider):
         self._cache_name = cache_name
         self._region = region or os.environ.get("AWS_REGION", "us-east-1")
         session = botocore.session.get_session()
+        credentials = session.get_credentials()
+        if credentials is None:
+            raise RuntimeError("no AWS credentials to sign the Redis IAM auth token with")
         self._signer = RequestSigner(
             ServiceId("elasticache"),
             self._region,
             "elasticache",
             "v4",
-            session.get_credentials(),
+            credentials,
             session.get_component("event_emitter"),
         )
         self._clock = clock

@@ -36,6 +36,11 @@ metrics = Metrics(
 )
 
 
+# Every log line carries the invocation's API Gateway request id as its correlation_id (beside the Lambda
+# request id and cold start that inject_lambda_context adds): one id finds a frame's whole path.
+API_GATEWAY_REQUEST_ID = "requestContext.requestId"
+
+
 @functools.cache
 def settings() -> Settings:
     return Settings.from_env()
@@ -95,3 +100,9 @@ def classroom_service(domain_name: str, stage: str) -> ClassroomService:
 def management_endpoint(domain_name: str, stage: str) -> str:
     """The @connections endpoint for this API: configured (custom domain, local cloud) or the event's."""
     return settings().management_endpoint or f"https://{domain_name}/{stage}"
+
+
+def reset() -> None:
+    """Forget what this execution environment built, as a new one would start (tests change settings)."""
+    for cached in (settings, redis_client, management_api, classroom_store):
+        cached.cache_clear()

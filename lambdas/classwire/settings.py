@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 # API Gateway closes a connection after 2 hours; records outlive that so a live one is never expired.
 CONNECTION_TTL_SECONDS = 3 * 3600
@@ -28,7 +29,6 @@ TELEMETRY_INTERVAL_SECONDS = 30
 TELEMETRY_FRESH_SECONDS = 2 * TELEMETRY_INTERVAL_SECONDS
 # API Gateway's WebSocket frame limit is 32 KB; replies stay below it with room for the envelope.
 FRAME_LIMIT_BYTES = 32 * 1024
-ROLES = ("teacher", "student")
 
 
 class SettingsError(ValueError):
@@ -158,7 +158,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         environ = os.environ if environ is None else environ
-        values: dict[str, dict[str, object]] = {"": {}}
+        values: dict[str, dict[str, Any]] = {"": {}}  # each value parsed to its field's type
         defaults = cls()
         for name, path in _VARIABLES.items():
             default = _get(defaults, path)

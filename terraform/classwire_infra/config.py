@@ -171,13 +171,13 @@ class EnvConfig:
 
     def private_subnet_cidrs(self) -> tuple[str, ...]:
         """A /20 (for a /16) per AZ for the Lambdas' ENIs and the cache nodes."""
-        network = ipaddress.ip_network(self.vpc_cidr)
+        network = ipaddress.IPv4Network(self.vpc_cidr)
         blocks = list(network.subnets(new_prefix=network.prefixlen + 4))
         return tuple(str(blocks[i]) for i in range(len(self.availability_zones)))
 
     def public_subnet_cidrs(self) -> tuple[str, ...]:
         """Small subnets carved from the VPC's last block: they hold only the NAT gateways."""
-        network = ipaddress.ip_network(self.vpc_cidr)
+        network = ipaddress.IPv4Network(self.vpc_cidr)
         last = list(network.subnets(new_prefix=network.prefixlen + 4))[-1]
         blocks = list(last.subnets(new_prefix=last.prefixlen + 4))
         return tuple(str(blocks[i]) for i in range(len(self.availability_zones)))

@@ -13,7 +13,6 @@ from dataclasses import replace
 from cdktf import TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
-from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags, AwsProviderEndpoints
 from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
 from constructs import Construct
 
@@ -26,11 +25,11 @@ from .encryption import Encryption
 from .functions import Functions
 from .network import Network
 from .observability import Observability
+from .outputs import REQUIRED_OUTPUTS
+from .provider import aws_provider
 from .state import configure_state
 from .websocket_api import WebSocketApi
 
-# The hashicorp/aws provider line this stack is written against (the machine's mirror has 5.100).
-AWS_PROVIDER_VERSION = "~> 5.99"
 # Every service the stack calls, pointed at the emulator when there is one.
 EMULATED_SERVICES = (
     "apigatewayv2",
@@ -52,9 +51,14 @@ class ClasswireStack(TerraformStack):
     def __init__(self, scope: Construct, config: EnvConfig, *, code: LambdaCode) -> None:
         super().__init__(scope, config.stack_name)
         self.config = config
-        self._provider(config)
+        aws_provider(
+            self,
+            region=config.region,
+            tags={"project": PROJECT, "environment": config.name, "managed-by": "cdktf"},
+            emulator_endpoint=config.aws_endpoint,
+            emulated_services=EMULATED_SERVICES,
+        )
         configure_state(self, config.state)
-        self.add_override("terraform.required_providers.aws.version", AWS_PROVIDER_VERSION)
         # No `required_version`: checkov's terraform_json parser cannot read it. The S3 backend's
         # `use_lockfile` already refuses Terraform < 1.10 with a clear error.
 
@@ -115,11 +119,10 @@ class ClasswireStack(TerraformStack):
                 recovery_window_in_days=config.jwt_secret_recovery_days,
             ).arn
 
-        redis = (
-            RedisSettings(url=cache.url, auth="iam", user=cache.user_id, cache_name=config.prefix)
-            if config.redis_iam_auth
-            else RedisSettings(url=cache.url, auth="none")
-        )
+        redis = RedisSettings(url=cache.url, auth="none")
+        if config.redis_iam_auth:
+            assert cache.user_id is not None, "the cache creates its IAM user whenever redis_iam_auth is on"
+            redis = RedisSettings(url=cache.url, auth="iam", user=cache.user_id, cache_name=config.prefix)
         settings = Settings(
             redis=redis,
             jwt=replace(config.jwt, secret_arn=jwt_secret_arn or ""),
@@ -188,41 +191,17 @@ class ClasswireStack(TerraformStack):
             alarm_email=config.alarm_email,
         )
 
-        TerraformOutput(self, "websocket_url", value=api.websocket_url)
-        TerraformOutput(self, "management_endpoint", value=api.management_endpoint)
-        TerraformOutput(self, "api_id", value=api.api_id)
-        TerraformOutput(self, "stage", value=api.stage_name)
-        TerraformOutput(self, "region", value=config.region)
-        TerraformOutput(
-            self, "function_names", value={name: fn.function_name for name, fn in functions.functions.items()}
-        )
-        TerraformOutput(self, "redis_endpoint", value=cache.primary_endpoint)
-        TerraformOutput(self, "jwt_secret_arn", value=jwt_secret_arn or "")
+        outputs = {
+            "websocket_url": api.websocket_url,
+            "management_endpoint": api.management_endpoint,
+            "api_id": api.api_id,
+            "stage": api.stage_name,
+            "region": config.region,
+            "function_names": {name: fn.function_name for name, fn in functions.functions.items()},
+            "redis_endpoint": cache.primary_endpoint,
+            "jwt_secret_arn": jwt_secret_arn or "",
+        }
+        for name in REQUIRED_OUTPUTS:
+            TerraformOutput(self, name, value=outputs[name])
         if api.custom_domain_target:
             TerraformOutput(self, "custom_domain_target", value=api.custom_domain_target)
-
-    def _provider(self, config: EnvConfig) -> None:
-        tags = AwsProviderDefaultTags(
-            tags={"project": PROJECT, "environment": config.name, "managed-by": "cdktf"}
-        )
-        if config.aws_endpoint is None:
-            AwsProvider(self, "aws", region=config.region, default_tags=[tags])
-            return
-        endpoint = config.aws_endpoint.rstrip("/")
-        AwsProvider(
-            self,
-            "aws",
-            region=config.region,
-            default_tags=[tags],
-            # The emulator accepts any credentials; these are moto's documented test values.
-            access_key="testing",
-            secret_key="testing",
-            # The account id is asked of the emulator's STS (moto's 123456789012): skipping that leaves the
-            # provider without one, so ARNs it builds (the API's execution_arn) lack the account and a rule
-            # that references a security group reads back as a cross-account "123456789012/sg-..." change.
-            skip_credentials_validation=True,
-            skip_requesting_account_id=False,
-            skip_metadata_api_check="true",
-            s3_use_path_style=True,
-            endpoints=[AwsProviderEndpoints(**dict.fromkeys(EMULATED_SERVICES, endpoint))],
-        )

@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import TypeGuard
 from urllib.parse import urlencode
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -307,7 +308,7 @@ class ClasswireClient:
 
     async def _ping_loop(self) -> None:
         telemetry = bool(self.telemetry_interval)
-        interval = min(self.ping_interval, self.telemetry_interval) if telemetry else self.ping_interval
+        interval = min(self.ping_interval, self.telemetry_interval or self.ping_interval)
         while True:
             await asyncio.sleep(interval)
             if telemetry:
@@ -424,7 +425,7 @@ class ClasswireClient:
             log.info("error frame: %s", error)
             return
         head = self._outbox[0]
-        code = error.get("code")
+        code = str(error.get("code"))
         if code == "ended":  # the class ended while this connection was still open
             self._end(Refused("ended", error.get("message", "")))
             return
@@ -711,8 +712,9 @@ class ClasswireClient:
             return
         self._cancel("sync")
         self._sync_in_flight = False
-        events = page.get("events") if isinstance(page.get("events"), list) else []
-        epoch = page.get("epoch") if isinstance(page.get("epoch"), str) else ""
+        raw_events, raw_epoch = page.get("events"), page.get("epoch")
+        events: list = raw_events if isinstance(raw_events, list) else []
+        epoch = raw_epoch if isinstance(raw_epoch, str) else ""
         if page.get("reset"):
             self._reset(page, events, epoch)
         elif epoch and self.epoch and epoch != self.epoch:
@@ -775,7 +777,7 @@ class ClasswireClient:
             self.on_reset()
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -19,6 +19,7 @@ from classwire.auth import (
 )
 from classwire.metrics import AUTH_ALLOWED, AUTH_KEYS_UNAVAILABLE, AUTH_REFUSED_401, AUTH_REFUSED_403
 from classwire.routes import CLASSROOM_QUERY_PARAMETER, TOKEN_QUERY_PARAMETER
+from classwire.runtime import API_GATEWAY_REQUEST_ID
 
 logger, metrics = runtime.logger, runtime.metrics
 
@@ -39,6 +40,7 @@ def _read_secret(secret_arn: str) -> str:
     return boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
 
 
+@logger.inject_lambda_context(correlation_id_path=API_GATEWAY_REQUEST_ID, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context) -> dict:
     params = event.get("queryStringParameters")

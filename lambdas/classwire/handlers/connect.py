@@ -5,10 +5,12 @@ from __future__ import annotations
 from classwire import runtime
 from classwire.handlers.events import connected_at_of, endpoint_parts, log_keys, member_of, reopens
 from classwire.metrics import CONNECTS
+from classwire.runtime import API_GATEWAY_REQUEST_ID
 
 logger, metrics = runtime.logger, runtime.metrics
 
 
+@logger.inject_lambda_context(correlation_id_path=API_GATEWAY_REQUEST_ID, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context) -> dict:
     member = member_of(event)

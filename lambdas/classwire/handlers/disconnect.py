@@ -5,10 +5,12 @@ from __future__ import annotations
 from classwire import runtime
 from classwire.handlers.events import endpoint_parts, log_keys, member_of
 from classwire.metrics import DISCONNECTS
+from classwire.runtime import API_GATEWAY_REQUEST_ID
 
 logger, metrics = runtime.logger, runtime.metrics
 
 
+@logger.inject_lambda_context(correlation_id_path=API_GATEWAY_REQUEST_ID, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context) -> dict:
     member = member_of(event)
