@@ -108,12 +108,8 @@ test: install ## Run every test (the command CI runs)
 prove: install ## Full-size reliability run (tests/prove + tests/security + tests/clients); writes reports/reliability.md
 	HYPOTHESIS_PROFILE=prove CLASSWIRE_PROVE=full $(RUN) pytest tests/prove tests/security tests/clients -q -s -o timeout=1800
 
-lint: install ## Static checks (ruff, workflows: GitHub's schema and zizmor, both offline)
-	$(RUN) ruff check lambdas terraform scripts tests localcloud clients/python bootstrap
-	$(RUN) ruff format --check lambdas terraform scripts tests localcloud clients/python bootstrap
-	$(RUN) check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
-	$(RUN) check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
-	$(RUN) zizmor --offline --no-progress .github
+lint: install ## Static checks (.pre-commit-config.yaml): ruff, mypy, the workflows (GitHub's schema, zizmor)
+	$(RUN) pre-commit run --all-files
 
 checkov: install ## checkov on ENV's synthesized stack (run `make synth ENV=...` first), with .checkov.yaml
 	$(CURDIR)/.venv-checkov/bin/checkov --config-file .checkov.yaml --framework terraform_json \

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import ssl
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ class ManagementStub:
     fail_first: dict[str, int] = field(default_factory=dict)
     fail_status: tuple[int, str] = (500, "InternalServerError")
     # serve https with this context (tests/support/tls.py makes a certificate for 127.0.0.1)
-    ssl_context: object | None = None
+    ssl_context: ssl.SSLContext | None = None
 
     def __post_init__(self):
         self.requests: list[RecordedRequest] = []
@@ -212,6 +213,7 @@ class _StubConnection(asyncio.Protocol):
         self.stub._transports.add(transport)
 
     def connection_lost(self, exc) -> None:
+        assert self.transport is not None  # connection_made came first
         self.stub._transports.discard(self.transport)
 
     def data_received(self, data: bytes) -> None:
@@ -272,7 +274,7 @@ class _StubConnection(asyncio.Protocol):
             self._next()
 
 
-_DELIVERED = (200, {}, b"")
+_DELIVERED: tuple[int, dict[str, str], bytes] = (200, {}, b"")
 _DELIVERED_BYTES = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 _REASONS = {
     200: "OK",

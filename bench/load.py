@@ -15,8 +15,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from classwire_infra.paths import ROOT
+
+if TYPE_CHECKING:
+    from bench.load_clients import LoadPlan
 
 SENDERS_PER_CLASSROOM = 5
 TOTALS = (
@@ -50,7 +54,7 @@ def run_load(
     `token(user, classroom)` issues a student token granting that classroom."""
     rooms = [f"load-{n}" for n in range(classrooms)]
     per_room = connections // classrooms
-    plans = [
+    plans: list[LoadPlan] = [
         {
             "url": url,
             "seconds": seconds,
@@ -83,7 +87,8 @@ def run_load(
     latest: dict[int, dict] = {}
     results: dict[int, dict] = {}
 
-    def read(index: int, worker: subprocess.Popen) -> None:
+    def read(index: int, worker: subprocess.Popen[str]) -> None:
+        assert worker.stdout is not None  # stdout=PIPE
         for line in worker.stdout:
             kind, _, payload = line.partition(" ")
             if kind == "READY":
@@ -100,6 +105,7 @@ def run_load(
         setup_started = time.monotonic()
         for worker, plan, reader in zip(workers, plans, readers, strict=False):
             reader.start()
+            assert worker.stdin is not None  # stdin=PIPE
             worker.stdin.write(json.dumps(plan) + "\n")
         _wait_until(lambda: len(ready) == len(workers) or any(w.poll() is not None for w in workers), 600)
         if len(ready) != len(workers):
@@ -108,8 +114,9 @@ def run_load(
         progress(f"  [load] {connections} connections open after {setup_s:.1f} s")
         go = time.time() + 1
         for worker in workers:
+            assert worker.stdin is not None  # stdin=PIPE
             worker.stdin.write(f"GO {go}\n")
-        run_started, reported = time.monotonic(), 0
+        run_started, reported = time.monotonic(), 0.0
         while len(results) < len(workers):
             if any(w.poll() is not None and i not in results for i, w in enumerate(workers)):
                 time.sleep(0.5)  # the reader may still be taking the last line

@@ -13,11 +13,29 @@ import asyncio
 import json
 import sys
 import time
+from typing import NotRequired, TypedDict, cast
 
 from classwire_client import ClasswireClient
 
 
-async def main(plan: dict) -> dict:
+class Member(TypedDict):
+    classroom: str
+    user: str
+    token: str
+
+
+class LoadPlan(TypedDict):
+    """The plan `bench.load.run_load` writes on this process's stdin's first line."""
+
+    url: str
+    seconds: float
+    members: list[Member]
+    senders: list[int]  # indexes into members
+    rate_per_sender: float
+    connect_parallel: NotRequired[int]
+
+
+async def main(plan: LoadPlan) -> dict:
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
     received: dict[int, set] = {}  # client index -> ids of load events applied
@@ -79,6 +97,7 @@ async def main(plan: dict) -> dict:
             n += 1
             counters["sent"] += 1
             ack = await client.send("stroke", {"sentAt": time.time(), "n": n})
+            assert ack is not None  # a persistent send returns its acknowledgement
             acked[rooms[index]].add(ack["id"])
             counters["acked"] += 1
 
@@ -129,5 +148,5 @@ async def main(plan: dict) -> dict:
 
 
 if __name__ == "__main__":
-    result = asyncio.run(main(json.loads(sys.stdin.readline())))
+    result = asyncio.run(main(cast(LoadPlan, json.loads(sys.stdin.readline()))))
     print("RESULT " + json.dumps(result), flush=True)

@@ -12,24 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import redis
 
 from classwire_infra.config import DEFAULT_EVICTION_POLICY
-from localcloud import processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from localcloud import free_port, processes
 
 
 class RedisServer:
@@ -196,6 +189,13 @@ class PrimaryEndpoint:
                 writer.transport.abort()
 
 
+def _replication_info(server: RedisServer) -> dict[str, Any]:
+    """INFO replication of a server (redis-py types each command's reply as sync-or-async)."""
+    info = server.client().info("replication")
+    assert isinstance(info, dict)  # a synchronous client's INFO reply is parsed into a dict
+    return info
+
+
 class ReplicationGroup:
     """A primary and a replica behind a primary endpoint, with ElastiCache-style failover."""
 
@@ -224,10 +224,10 @@ class ReplicationGroup:
 
     def wait_in_sync(self, timeout: float = 10.0) -> None:
         """Returns once the replica has applied every write the primary had made when called."""
-        target = self.primary.client().info("replication")["master_repl_offset"]
+        target = _replication_info(self.primary)["master_repl_offset"]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            info = self.replica.client().info("replication")
+            info = _replication_info(self.replica)
             if info.get("master_link_status") == "up" and info.get("slave_repl_offset", -1) >= target:
                 return
             time.sleep(0.02)

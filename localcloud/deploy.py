@@ -70,14 +70,19 @@ def prepare_stack(
     """Everything before the apply that needs no emulator: build, synth (or reuse it), terraform init.
     `make deploy` runs it while Redis and the emulator start. Returns the stack's directory and the
     environment Terraform runs in."""
+    endpoint = config.aws_endpoint
+    if endpoint is None:
+        raise DeployError(
+            f"environment {config.name!r} has no aws_endpoint: make deploy applies to the emulator"
+        )
     build_package(config, timings, say)
     started = time.monotonic()
     stack_dir = ROOT / "cdktf.out" / "stacks" / config.stack_name
-    stamp, digest = stack_dir / ".synth-inputs", synth_inputs_digest(config, config.aws_endpoint or "")
+    stamp, digest = stack_dir / ".synth-inputs", synth_inputs_digest(config, endpoint)
     if (stack_dir / "cdk.tf.json").exists() and stamp.exists() and stamp.read_text() == digest:
         say(f"{config.stack_name} unchanged since its last synthesis: applying that cdk.tf.json")
     else:
-        say(f"synthesizing {config.stack_name} for the emulator at {config.aws_endpoint}")
+        say(f"synthesizing {config.stack_name} for the emulator at {endpoint}")
         run(
             [
                 sys.executable,
@@ -86,7 +91,7 @@ def prepare_stack(
                 "--env",
                 config.name,
                 "--aws-endpoint",
-                config.aws_endpoint,
+                endpoint,
             ],
             what="synth",
         )
@@ -104,7 +109,7 @@ def prepare_stack(
 
 def apply_stack(
     prepared: Future[tuple[Path, dict[str, str]]], timings: dict[str, float], say: Callable[[str], None]
-) -> Callable:
+) -> Callable[[AwsEmulator], Manifest]:
     """The `deploy` step of LocalSystem: once `prepared` is done, terraform apply against the emulator."""
 
     def deploy(aws: AwsEmulator) -> Manifest:
@@ -222,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                 port=args.web_port,
             ) as web,
         ):
+            assert system.aws is not None and system.redis is not None  # started by `with system`
             timings["total"] = time.monotonic() - started
             say("timings: " + ", ".join(f"{step} {seconds:.1f}s" for step, seconds in timings.items()))
             print(

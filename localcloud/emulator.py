@@ -14,7 +14,6 @@ import argparse
 import atexit
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,19 +21,19 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
-HOST = "127.0.0.1"
+from localcloud import HOST, free_port
+
+if TYPE_CHECKING:
+    from moto.server import ThreadedMotoServer
+
 # The credentials and region every client of the emulator uses; moto accepts any, these are its defaults.
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def moto_environment(load_managed_policies: bool = True) -> dict[str, str]:
@@ -72,11 +71,14 @@ class AwsEmulator:
         self.in_process = in_process
         self.shim = shim
         self.load_managed_policies = load_managed_policies
-        self._owned_dir = None if log_path else Path(tempfile.mkdtemp(prefix="classwire-aws-"))
-        self.log_path = log_path or self._owned_dir / "moto.log"
+        self._owned_dir: Path | None = None
+        if log_path is None:
+            self._owned_dir = Path(tempfile.mkdtemp(prefix="classwire-aws-"))
+            log_path = self._owned_dir / "moto.log"
+        self.log_path = log_path
         self.process: subprocess.Popen | None = None
-        self._log = None
-        self._thread_server = None
+        self._log: IO[str] | None = None
+        self._thread_server: ThreadedMotoServer | None = None
         self.startup_seconds: float | None = None
 
     @property
@@ -87,11 +89,15 @@ class AwsEmulator:
     def client_environment(self) -> dict[str, str]:
         return client_environment(self.endpoint)
 
-    def client(self, service: str):
-        """A boto3 client for `service` that talks to this emulator."""
+    def client(self, service: str) -> Any:
+        """A boto3 client for `service` that talks to this emulator.
+
+        Typed Any: boto3-stubs type a client per literal service name, and `service` is any name.
+        """
         import boto3
 
-        return boto3.client(
+        new_client: Callable[..., Any] = boto3.client
+        return new_client(
             service,
             endpoint_url=self.endpoint,
             region_name=REGION,

@@ -11,6 +11,7 @@ bundled packages).
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
 import sys
@@ -54,6 +55,8 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(2, 1)
+    # A fresh interpreter (`python -I`): its sys.stdout is the TextIOWrapper over fd 1.
+    assert isinstance(sys.stdout, io.TextIOWrapper)
     sys.stdout.reconfigure(line_buffering=True)
 
     def reply(message: dict) -> None:

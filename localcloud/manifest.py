@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
+from typing import TypedDict, Unpack
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT_ID = "123456789012"
@@ -39,6 +40,16 @@ class FunctionSpec:
     environment: dict[str, str] = field(default_factory=dict)
     timeout: float = 10.0
     memory: int = 256
+
+
+class FunctionChanges(TypedDict, total=False):
+    """What `Manifest.with_functions` may change in every function (not its name)."""
+
+    handler: str
+    code: str
+    environment: dict[str, str]
+    timeout: float
+    memory: int
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,9 @@ class Manifest:
         `routes` defaults to `classwire.routes`; `api` sets api_id, stage, region or account_id.
         """
         if routes is None:
-            from classwire import routes
+            from classwire import routes as route_table
+
+            routes = route_table
         env = dict(environment or {})
         functions = {
             function_prefix + fn.name: FunctionSpec(
@@ -192,7 +205,7 @@ class Manifest:
             route_selection_expression=api["route_selection_expression"],
         )
 
-    def with_functions(self, **changes: object) -> Manifest:
+    def with_functions(self, **changes: Unpack[FunctionChanges]) -> Manifest:
         """The same API with `changes` (e.g. environment=..., timeout=...) applied to every function."""
         return replace(self, functions={name: replace(fn, **changes) for name, fn in self.functions.items()})
 

@@ -94,12 +94,13 @@ def _patch_elasticache() -> None:
     _wraps(Backend, "__init__")(_backend_init)
     _wraps(Backend, "create_replication_group")(_create_replication_group)
     _wraps(Backend, "delete_replication_group")(_delete_replication_group)
-    Backend.delete_cache_subnet_group = _delete_cache_subnet_group
+    Backend.delete_cache_subnet_group = _delete_cache_subnet_group  # type: ignore[attr-defined]  # patching moto: adds the missing operation
     _wraps(models.ReplicationGroup, "_set_node_members_clusters_disabled")(
         _set_node_members_clusters_disabled
     )
-    models.CacheCluster.security_groups = property(_cluster_security_groups)
-    models.CacheCluster.cache_parameter_group = property(_cluster_cache_parameter_group)
+    # patching moto: structures its CacheCluster lacks
+    models.CacheCluster.security_groups = property(_cluster_security_groups)  # type: ignore[attr-defined]
+    models.CacheCluster.cache_parameter_group = property(_cluster_cache_parameter_group)  # type: ignore[attr-defined]
     for handler in (
         _api_delete_cache_subnet_group,
         _api_create_cache_parameter_group,
@@ -253,15 +254,16 @@ def _member_cluster(backend: Any, group: Any, member: dict[str, Any]) -> Any:
         cache_node_ids_to_remove=None,
         cache_node_ids_to_reboot=None,
     )
-    # Read from the member cluster by the provider; the group holds the truth.
+    # Read from the member cluster by the provider; the group holds the truth. Patching moto: its
+    # CacheCluster has no such attributes, its serializer reads them by name.
     cluster.auth_token_enabled = group.auth_token_enabled
-    cluster.at_rest_encryption_enabled = group.at_rest_encryption_enabled
-    cluster.transit_encryption_mode = group.transit_encryption_mode or (
+    cluster.at_rest_encryption_enabled = group.at_rest_encryption_enabled  # type: ignore[attr-defined]
+    cluster.transit_encryption_mode = group.transit_encryption_mode or (  # type: ignore[attr-defined]
         "required" if group.transit_encryption_enabled else None
     )
-    cluster.replication_group_log_delivery_enabled = bool(group.log_delivery_configurations)
+    cluster.replication_group_log_delivery_enabled = bool(group.log_delivery_configurations)  # type: ignore[attr-defined]
     endpoint = member.get("read_endpoint") or {}
-    cluster.cache_nodes = [
+    cluster.cache_nodes = [  # type: ignore[attr-defined]
         {
             "CacheNodeId": "0001",
             "CacheNodeStatus": "available",
@@ -615,7 +617,7 @@ def _patch_apigatewayv2() -> None:
     def create_deployment(self):
         api, _ = api_and_deployment_id(self)
         params = json.loads(self.body or "{}")
-        item = {
+        item: dict[str, Any] = {
             "deploymentId": "".join(random.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(6)),
             "deploymentStatus": "DEPLOYED",
             "autoDeployed": False,
@@ -677,10 +679,11 @@ def _patch_apigatewayv2() -> None:
 
         return patched
 
-    models.Route.to_json = omit_empty(
+    # patching moto
+    models.Route.to_json = omit_empty(  # type: ignore[method-assign]
         models.Route.to_json, ("authorizationScopes", "requestModels", "requestParameters")
     )
-    models.Integration.to_json = omit_empty(
+    models.Integration.to_json = omit_empty(  # type: ignore[method-assign]
         models.Integration.to_json,
         ("requestParameters", "requestTemplates", "responseParameters", "tlsConfig"),
     )
@@ -700,7 +703,7 @@ def _patch_ec2() -> None:
     # Gap: a rule that references another security group loses its description (moto reads it only from
     # an IP range), so `aws_vpc_security_group_ingress_rule` with `referenced_security_group_id` and a
     # `description` shows a change on every plan.
-    SecurityGroupRule.description = property(
+    SecurityGroupRule.description = property(  # type: ignore[method-assign, assignment]  # patching moto
         lambda self: self.ip_range.get("Description") or self.source_group.get("Description")
     )
 

@@ -19,7 +19,8 @@ import redis as redis_py
 
 from classwire.settings import JwtSettings, RedisSettings, Settings
 from classwire_infra.paths import ROOT
-from localcloud.cache import RedisServer, ReplicationGroup, free_port
+from localcloud import free_port
+from localcloud.cache import RedisServer, ReplicationGroup
 from localcloud.emulator import REGION, AwsEmulator
 from localcloud.gateway import GatewayProcess, GatewayQuotas, GatewayThread, PostFaults
 from localcloud.manifest import Manifest
@@ -91,9 +92,10 @@ class LocalSystem:
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> LocalSystem:
         try:
-            self.redis = self._stack.enter_context(
-                ReplicationGroup() if self.redis_mode == "replicated" else RedisServer()
-            )
+            if self.redis_mode == "replicated":
+                self.redis = self._stack.enter_context(ReplicationGroup())
+            else:
+                self.redis = self._stack.enter_context(RedisServer())
             if self.redis_faults is not None:
                 endpoint = int(self.redis.url.rsplit(":", 1)[1].split("/")[0])
                 self.redis_proxy = self._stack.enter_context(RedisFaultProxy(endpoint, self.redis_faults))

@@ -18,6 +18,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from classwire.auth import CLASSROOM_ID
+from classwire.roles import ROLES
 from classwire_infra.paths import ROOT
 
 FILES = {
@@ -27,10 +29,9 @@ FILES = {
     "/style.css": (ROOT / "localcloud/web/style.css", "text/css; charset=utf-8"),
     "/classwire.js": (ROOT / "clients/js/classwire.js", "text/javascript; charset=utf-8"),
 }
-# The same shapes the authorizer accepts; anything else is refused here rather than minted.
+# Classroom ids: exactly the authorizer's rule. User ids: the authorizer takes any 1-128 characters of
+# `sub`; the demo mints only plain ones, so a typed name can never make a surprising token.
 USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
-CLASSROOM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
-ROLES = ("teacher", "student")
 
 TokenIssuer = Callable[[str, str, str, str], str]  # (user, classroom, role, name) -> JWT
 

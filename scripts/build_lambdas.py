@@ -32,6 +32,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from classwire_infra.paths import ROOT
 
@@ -290,7 +291,7 @@ def check_binaries(entries: dict[str, Path], target: Target) -> None:
             header = file.read(20)
         if header[:4] != b"\x7fELF":
             raise BuildError(f"{name} is not an ELF file")
-        byteorder = "little" if header[5] == 1 else "big"
+        byteorder: Literal["little", "big"] = "little" if header[5] == 1 else "big"
         machine = int.from_bytes(header[18:20], byteorder)
         if machine != ELF_MACHINE[target.architecture]:
             raise BuildError(f"{name} is built for ELF machine {machine}, not {target.architecture}")

@@ -92,16 +92,24 @@ def signing_key(secret_arn: str, region: str, client=None) -> str:
 def minted_target(url: str, key: str, *, issuer: str, audience: str) -> Target:
     classroom = f"smoke-{secrets.token_hex(6)}"
     suffix = secrets.token_hex(3)
-    signing = {"key": key, "issuer": issuer, "audience": audience, "lifetime_seconds": TOKEN_LIFETIME_SECONDS}
+
+    def mint(user: str, role: str, name: str) -> str:
+        return issue_token(
+            user,
+            [classroom],
+            role,
+            name,
+            key=key,
+            issuer=issuer,
+            audience=audience,
+            lifetime_seconds=TOKEN_LIFETIME_SECONDS,
+        )
+
     return Target(
         url=url,
         classroom=classroom,
-        teacher_token=issue_token(
-            f"smoke-teacher-{suffix}", [classroom], "teacher", "smoke teacher", **signing
-        ),
-        student_token=issue_token(
-            f"smoke-student-{suffix}", [classroom], "student", "smoke student", **signing
-        ),
+        teacher_token=mint(f"smoke-teacher-{suffix}", "teacher", "smoke teacher"),
+        student_token=mint(f"smoke-student-{suffix}", "student", "smoke student"),
     )
 
 
@@ -176,6 +184,7 @@ async def run_checks(target: Target, report: Report) -> Report:
         async def chat_delivered() -> str:
             text = f"smoke {secrets.token_hex(4)}"
             ack = await teacher.send("chat", {"text": text})
+            assert ack is not None  # a persistent send returns its acknowledgement
             sent.update(ack)
             await student.wait_for_seq(ack["seq"])
             seen = [

@@ -18,18 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from classwire_infra import paths
+from classwire_infra.outputs import REQUIRED_OUTPUTS
 
-# What ClasswireStack outputs (terraform/classwire_infra/stack.py); a deployed stack without one is incomplete.
-REQUIRED = (
-    "websocket_url",
-    "management_endpoint",
-    "api_id",
-    "stage",
-    "region",
-    "function_names",
-    "redis_endpoint",
-    "jwt_secret_arn",
-)
+# What every stack outputs; a deployed stack without one of them is incomplete.
+REQUIRED = REQUIRED_OUTPUTS
 
 
 class OutputsError(RuntimeError):

@@ -48,6 +48,13 @@ def evaluate_authorizer_result(result: object, method_arn: str) -> tuple[bool, d
 
 def _matches(patterns: object, value: str, fold_case: bool = False) -> bool:
     """IAM's wildcards: `*` and `?` (actions compare case-insensitively, resources exactly)."""
-    patterns = [patterns] if isinstance(patterns, str) else patterns or []
+    if isinstance(patterns, str):
+        candidates = [patterns]
+    elif isinstance(patterns, list):
+        candidates = patterns
+    elif not patterns:
+        candidates = []
+    else:
+        raise ValueError(f"policy Action/Resource {patterns!r} is neither a string nor a list")
     fold = str.lower if fold_case else str
-    return any(fnmatch.fnmatchcase(value, fold(pattern).replace("[", "[[]")) for pattern in patterns)
+    return any(fnmatch.fnmatchcase(value, fold(pattern).replace("[", "[[]")) for pattern in candidates)

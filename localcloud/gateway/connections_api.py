@@ -117,6 +117,7 @@ class ConnectionsApi:
                 return _aws_error(413, "PayloadTooLargeException", "Message too long")
             fault = self._post_fault()
             if fault == "hung":
+                assert self.post_faults is not None  # faults are only drawn from post_faults
                 await asyncio.sleep(self.post_faults.hang_seconds)
                 return _aws_error(504, "GatewayTimeout", "timed out")
             if fault == "throttled":

@@ -24,6 +24,7 @@ from websockets.frames import OP_BINARY, OP_CONT, OP_TEXT, CloseCode
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
+from localcloud import HOST
 from localcloud.gateway.authorizer import evaluate_authorizer_result, identity_value
 from localcloud.gateway.connection import GOING_AWAY, Connection, new_id, now_ms
 from localcloud.gateway.connections_api import ConnectionsApi, PostFaults
@@ -33,7 +34,6 @@ from localcloud.manifest import Manifest, RouteSpec
 
 log = logging.getLogger("localcloud.gateway")
 
-HOST = "127.0.0.1"
 URL_LIMIT = 4096
 
 
@@ -156,6 +156,7 @@ class Gateway:
             max_size=self.quotas.message_bytes,
             logger=logging.getLogger("localcloud.gateway.websockets"),
         )
+        assert self._ws is not None  # connections only arrive between start() and stop()
         # API Gateway sends no pings of its own; it answers the client's.
         return ServerConnection(protocol, self._ws, ping_interval=None, ping_timeout=None, close_timeout=5)
 
@@ -281,6 +282,7 @@ class Gateway:
         watchdog = asyncio.create_task(self._watch(connection))
         try:
             async for message in socket:
+                assert isinstance(message, str)  # _ApiGatewayProtocol refuses binary frames
                 connection.touch()
                 task = asyncio.create_task(self._on_message(connection, message))
                 connection.tasks.add(task)
@@ -368,7 +370,9 @@ class Gateway:
                 key = json.dumps(value)
         except ValueError:
             pass
-        route = self.manifest.route(key) if key not in (None, "$connect", "$disconnect") else None
+        route = (
+            self.manifest.route(key) if key is not None and key not in ("$connect", "$disconnect") else None
+        )
         return route or self.manifest.route("$default")
 
     async def _integrate(self, function: str, event: dict, request_id: str) -> Invocation:

@@ -91,7 +91,7 @@ class GatewayProcess:
         max_concurrency: int = 10,
         post_faults: PostFaults | None = None,
     ) -> None:
-        from localcloud.cache import free_port
+        from localcloud import free_port
 
         self.post_faults = post_faults
         self.manifest = manifest

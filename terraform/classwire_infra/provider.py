@@ -6,7 +6,7 @@ from __future__ import annotations
 from cdktf import TerraformStack
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags, AwsProviderEndpoints
 
-# The provider line the stacks are written against (the machine's mirror has 5.100).
+# The provider line the stacks are written against: any 5.x from 5.99 (the bindings pin 5.99.1).
 AWS_PROVIDER_VERSION = "~> 5.99"
 
 
