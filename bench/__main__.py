@@ -106,11 +106,11 @@ def _evalsha_calls(client) -> int:
 
 def handler_cpu(members: int = 1000, sends: int = 20) -> dict:
     """The whole message handler (parse, one Redis call, encode, fan-out) against an instant endpoint."""
+    from bench.events import Caller, LambdaContext, message_event
     from classwire import runtime
     from classwire.classroom_store import Member
     from classwire.handlers import message
     from localcloud.cache import RedisServer
-    from tests.support.events import Caller, LambdaContext, message_event
 
     with (
         RedisServer() as server,
@@ -128,13 +128,7 @@ def handler_cpu(members: int = 1000, sends: int = 20) -> dict:
             POWERTOOLS_LOG_LEVEL="WARNING",
         ),
     ):
-        for cached in (
-            runtime.settings,
-            runtime.redis_client,
-            runtime.classroom_store,
-            runtime.management_api,
-        ):
-            cached.cache_clear()
+        runtime.reset()
         callers = [Caller(f"c{i:05d}=", f"u{i}", "student", "bench") for i in range(members)]
         store = runtime.classroom_store()
         for caller in callers:  # straight into the store: $connect's fan-outs are not what is measured

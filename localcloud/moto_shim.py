@@ -77,6 +77,14 @@ def _store(backend: Any, name: str) -> dict:
     return backend.__dict__.setdefault(name, {})
 
 
+def _stored(backend: Any, store: str, key: str, error_code: str, message: str) -> Any:
+    """One resource of a shim store, or ElastiCache's not-found error for it."""
+    resources = _store(backend, store)
+    if key not in resources:
+        raise _elasticache_error(error_code, message)
+    return resources[key]
+
+
 # --------------------------------------------------------------------------------------------- ElastiCache
 #
 # One function per patched or added operation, each under the gap it closes; `_patch_elasticache` installs
@@ -340,10 +348,13 @@ class _CacheParameterGroup:
 
 
 def _parameter_group(backend: Any, name: str) -> Any:
-    groups = _store(backend, "cache_parameter_groups")
-    if name not in groups:
-        raise _elasticache_error("CacheParameterGroupNotFound", f"CacheParameterGroup {name} not found.")
-    return groups[name]
+    return _stored(
+        backend,
+        "cache_parameter_groups",
+        name,
+        "CacheParameterGroupNotFound",
+        f"CacheParameterGroup {name} not found.",
+    )
 
 
 def _api_create_cache_parameter_group(response):
@@ -470,10 +481,9 @@ def _check_members(backend: Any, engine: str, user_ids: list[str]) -> None:
 
 
 def _user_group(backend: Any, user_group_id: str) -> Any:
-    groups = _store(backend, "user_groups")
-    if user_group_id not in groups:
-        raise _elasticache_error("UserGroupNotFound", f"User group {user_group_id} not found.")
-    return groups[user_group_id]
+    return _stored(
+        backend, "user_groups", user_group_id, "UserGroupNotFound", f"User group {user_group_id} not found."
+    )
 
 
 def _api_create_user_group(response):

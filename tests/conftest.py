@@ -49,7 +49,7 @@ def _register_hypothesis_profiles() -> None:
     from hypothesis import settings
 
     settings.register_profile("ci", max_examples=200)
-    # `make prove`: the full run (the issue asks for at least 10,000 examples in total).
+    # `make prove`: the full run (at least 10,000 examples over the fuzz and property tests together).
     settings.register_profile("prove", max_examples=5_000)
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

@@ -11,15 +11,20 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
 
 import jwt
+
+if TYPE_CHECKING:
+    from jwt.algorithms import AllowedPublicKeys
 
 from classwire.roles import ROLES
 from classwire.settings import JwtSettings
 
 MAX_TOKEN_CHARS = 8192
-# What a token is verified with: the shared secret (HS256) or the JWKS's key for the token's kid.
-VerificationKey = str | jwt.PyJWK
+# What a token is verified with: the shared secret (HS256), the JWKS's key for the token's kid, or a
+# public key object (PyJWT's own union of them, named only for type checkers).
+VerificationKey = Union[str, jwt.PyJWK, "AllowedPublicKeys"]
 CLASSROOM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 MAX_USER_ID_CHARS = 128
 MAX_NAME_CHARS = 64

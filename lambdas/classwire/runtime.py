@@ -19,6 +19,7 @@ from classwire.settings import Settings
 if TYPE_CHECKING:
     import redis
 
+    from classwire.auth import TokenVerifier
     from classwire.classroom import ClassroomService
     from classwire.classroom_store import ClassroomStore
     from classwire.management_api import ManagementApi
@@ -102,7 +103,26 @@ def management_endpoint(domain_name: str, stage: str) -> str:
     return settings().management_endpoint or f"https://{domain_name}/{stage}"
 
 
+@functools.cache
+def token_verifier() -> TokenVerifier:
+    """The authorizer's verifier: the JWKS's keys, or the HS256 secret read once from Secrets Manager."""
+    from classwire.auth import CachedSecret, JwksKeys, TokenVerifier
+
+    jwt_settings = settings().jwt
+    if jwt_settings.jwks_url:
+        return TokenVerifier(
+            jwt_settings, JwksKeys(jwt_settings.jwks_url, jwt_settings.jwks_lifespan_seconds)
+        )
+    return TokenVerifier(jwt_settings, CachedSecret(functools.partial(read_secret, jwt_settings.secret_arn)))
+
+
+def read_secret(secret_arn: str) -> str:
+    import boto3  # from the Lambda runtime; imported on first use so a JWKS setup never pays for it
+
+    return boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+
+
 def reset() -> None:
     """Forget what this execution environment built, as a new one would start (tests change settings)."""
-    for cached in (settings, redis_client, management_api, classroom_store):
+    for cached in (settings, redis_client, management_api, classroom_store, token_verifier):
         cached.cache_clear()

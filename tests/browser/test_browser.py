@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from localcloud.cache import ReplicationGroup
 from localcloud.system import LocalSystem
 from localcloud.web_server import DemoWebServer
 
@@ -75,8 +76,13 @@ class Controls:
         self._server.shutdown()
         self._server.server_close()
 
-    def hold_replica(self) -> dict:
+    def _group(self) -> ReplicationGroup:
         group = self.system.redis
+        assert isinstance(group, ReplicationGroup)  # the browser suite's system is replicated
+        return group
+
+    def hold_replica(self) -> dict:
+        group = self._group()
         group.wait_in_sync()
         # As in tests/core/test_failover.py: the replica follows a primary that is not there.
         group.replica.client().replicaof("127.0.0.1", 1)
@@ -84,7 +90,7 @@ class Controls:
 
     def failover(self) -> dict:
         self.system.failover()
-        return {"failovers": self.system.redis.failovers}
+        return {"failovers": self._group().failovers}
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         controls = self

@@ -13,6 +13,7 @@ import json
 import selectors
 from collections.abc import Callable, Coroutine
 from contextlib import contextmanager
+from unittest import mock
 
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
@@ -169,12 +170,8 @@ class FakeNetwork:
     @contextmanager
     def installed(self):
         """Makes the client module connect through this network."""
-        original = classwire_client.connect
-        classwire_client.connect = self.connect
-        try:
+        with mock.patch.object(classwire_client, "connect", self.connect):
             yield self
-        finally:
-            classwire_client.connect = original
 
 
 class _Connecting:

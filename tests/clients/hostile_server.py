@@ -315,10 +315,13 @@ class Responder:
 
     def apply(self, kind: str, arg: object) -> None:
         if kind == "log":
+            assert isinstance(arg, dict)
             self.version = arg
         elif kind == "syncs":
+            assert isinstance(arg, dict)
             self.syncs = arg
         elif kind == "pongs":
+            assert isinstance(arg, str)
             self.pongs = arg
 
     def answer(self, frame: dict, now: int) -> list[dict]:

@@ -22,15 +22,18 @@ pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")
 @pytest.fixture(scope="module")
 def js_client():
     """Plays a script in the driver; one node process for every example."""
+    assert NODE is not None  # else pytestmark skips
     with tempfile.TemporaryFile("w+") as errors:
         driver = subprocess.Popen(
             [NODE, str(DRIVER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True
         )
+        assert driver.stdin is not None and driver.stdout is not None
+        stdin, stdout = driver.stdin, driver.stdout
 
         def play(script: dict) -> dict:
-            driver.stdin.write(json.dumps(script) + "\n")
-            driver.stdin.flush()
-            line = driver.stdout.readline()
+            stdin.write(json.dumps(script) + "\n")
+            stdin.flush()
+            line = stdout.readline()
             if not line:
                 errors.seek(0)
                 raise RuntimeError(f"the JS driver stopped: {errors.read()[-4000:]}")
@@ -39,7 +42,7 @@ def js_client():
         try:
             yield play
         finally:
-            driver.stdin.close()
+            stdin.close()
             driver.wait(timeout=30)
 
 

@@ -33,6 +33,7 @@ def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_declarations_compile_with_a_strict_consumer():
+    assert NPX is not None  # else pytestmark skips
     result = _run([NPX, "--no-install", "tsc", "-p", "."])
     output = (result.stdout + result.stderr).strip()
     print(output)
@@ -40,6 +41,7 @@ def test_declarations_compile_with_a_strict_consumer():
 
 
 def test_declarations_match_the_module():
+    assert NODE is not None  # else pytestmark skips
     result = _run([NODE, "check-declarations.mjs"])
     output = (result.stdout + result.stderr).strip()
     print(output)

@@ -474,7 +474,7 @@ def test_a_live_end_ends_the_client_at_once():
         after = asyncio.ensure_future(client.send("chat", {"text": "too late"}))
         await settle()
         (sent,) = ws.frames("send")
-        ws.deliver(member_event(2, "end", "teacher", id=sent["id"], **{"from": "alice"}))
+        ws.deliver(member_event(2, "end", "teacher", id=sent["id"]) | {"from": "alice"})
         await settle()
         assert client.ended
         assert (await asyncio.wait_for(ending, 1))["seq"] == 2

@@ -61,6 +61,7 @@ def play(script: dict) -> tuple[dict, ClasswireClient]:
             if kind == "deliver":
                 if live:
                     outcome["deliveryTimes"].append(ms())
+                    assert isinstance(arg, dict)
                     network.current.deliver(arg)
             elif kind == "cut":
                 if live:

@@ -10,7 +10,16 @@ import time
 import pytest
 import redis
 
-from classwire.classroom_store import ClassroomStore, JoinRefused, Member, NotMember, RateLimited, Report
+from classwire.classroom_store import (
+    ClassroomStore,
+    JoinRefused,
+    Member,
+    NotMember,
+    Published,
+    PublishResult,
+    RateLimited,
+    Report,
+)
 from classwire.settings import (
     CONNECTION_TTL_SECONDS,
     IDEMPOTENCY_WINDOW_SECONDS,
@@ -58,6 +67,12 @@ def roster_of(store: ClassroomStore, room: str) -> list[dict]:
 
 def log_epoch(store: ClassroomStore, room: str) -> str:
     return sync(store, room, 0, "", 1, 10**9).epoch
+
+
+def appended(result: PublishResult) -> Published:
+    """What a publish appended (or, for a duplicate, relays again); only a refused one has nothing."""
+    assert result.published is not None, result.status
+    return result.published
 
 
 def seqs(frames: list[str]) -> list[int]:
@@ -260,6 +275,7 @@ def test_send_is_one_round_trip_whatever_the_room_size(store, redis_client):
 def _calls(client: redis.Redis) -> int:
     # commandstats counts commands executed inside scripts too; count the client's calls instead.
     stats = client.info("commandstats")
+    assert isinstance(stats, dict)
     return sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
 
 
@@ -374,6 +390,7 @@ def test_a_resend_of_a_trimmed_event_names_its_seq_and_is_never_appended_again(r
     for n in range(2, 6):
         store.publish(alice, f"m{n}", "chat", "1", True)
     again = store.publish(alice, "m1", "chat", "1", True)
+    assert again.published is not None
     assert (again.status, again.seq, again.published.frames) == ("duplicate", original.seq, [])
     assert sync(store, "room-1", 0, "", 100, 10**9).last == 6  # nothing appended
     # The record outlives every resend a client may make (they stop RESEND_WINDOW_SECONDS after the first
@@ -426,7 +443,7 @@ def test_sync_from_just_before_the_oldest_retained_event_checks_the_eid(redis_cl
     store = ClassroomStore(redis_client, limits(log_max_events=3))
     alice = member(1)
     store.join(alice, 0)
-    frames = [store.publish(alice, f"m{n}", "chat", "1", True).published.frames[-1] for n in range(5)]
+    frames = [appended(store.publish(alice, f"m{n}", "chat", "1", True)).frames[-1] for n in range(5)]
     eids = {json.loads(f)["seq"]: json.loads(f)["eid"] for f in frames}
     assert seqs(sync(store, "room-1", 0, "", 10, 10**9).frames) == [4, 5, 6]  # seq 3 is trimmed
     assert not sync(store, "room-1", 3, eids[3], 10, 10**9).reset
@@ -605,12 +622,12 @@ def test_a_log_whose_stream_was_evicted_restarts_with_a_new_epoch(redis_client):
         store.publish(alice, f"m{n}", "stroke", json.dumps({"pad": "x" * 15_000}), True)
     before = sync(store, "room-1", 0, "", 100, 10**9).epoch
     redis_client.delete("cw:{room-1}:log")  # evicted; the counters survive (a ping keeps meta warm)
-    frames = [store.publish(alice, f"n{n}", "chat", "1", True).published.frames[-1] for n in range(3)]
+    frames = [appended(store.publish(alice, f"n{n}", "chat", "1", True)).frames[-1] for n in range(3)]
     assert [json.loads(f)["seq"] for f in frames] == [1, 2, 3]
     page = sync(store, "room-1", 13, "", 100, 10**9, epoch=before)
     assert page.reset and seqs(page.frames) == [1, 2, 3] and page.epoch != before
     # A resend of one of them finds it, instead of an empty log.
-    assert store.publish(alice, "n1", "chat", "1", True).published.frames == [frames[1]]
+    assert appended(store.publish(alice, "n1", "chat", "1", True)).frames == [frames[1]]
 
 
 def test_a_log_from_before_epochs_is_kept_and_named(store, redis_client):

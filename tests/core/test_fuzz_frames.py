@@ -6,6 +6,7 @@ The example count is small in `make test` and large under `make prove` (HYPOTHES
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -66,7 +67,7 @@ def check(body: str) -> None:
         assert frame["type"] == "error" and frame["message"]
         assert len(error.frame().encode()) < FRAME_LIMIT_BYTES
         return
-    assert isinstance(request, Request.__args__)  # type: ignore[attr-defined]
+    assert isinstance(request, get_args(Request))
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], deadline=None)

@@ -15,7 +15,7 @@ import time
 import boto3
 import botocore.auth
 import pytest
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 from botocore.config import Config
 
 from bench.connections_stub import TEST_REGION, ManagementStub
@@ -91,7 +91,8 @@ def call_lean(api: ManagementApi, operation: str, connection_id: str, data: byte
     elif operation == "delete":
         assert api.delete(connection_id).ok
     else:
-        assert api.get(connection_id)["identity"]["sourceIp"] == "127.0.0.1"
+        info = api.get(connection_id)
+        assert info is not None and info["identity"]["sourceIp"] == "127.0.0.1"
 
 
 # -- the contract with botocore ------------------------------------------------------------------------
@@ -120,7 +121,7 @@ class _Capture:
     """botocore's final request, caught by a `before-send` hook and answered without a network."""
 
     def __init__(self, client):
-        self.request = None
+        self.request: AWSPreparedRequest | None = None
         client.meta.events.register("before-send", self)
 
     def __call__(self, request, **kwargs):
@@ -130,7 +131,7 @@ class _Capture:
             def stream(self, **kwargs):
                 yield b"{}"
 
-        return AWSResponse(request.url, 200, {}, Raw())
+        return AWSResponse(request.url, 200, HTTPHeaders(), Raw())
 
 
 @pytest.mark.parametrize(
@@ -145,6 +146,7 @@ def test_https_requests_match_botocore_for_awkward_ids(monkeypatch, connection_i
     data = b'{"n":1}' if operation == "post" else b""
     call_botocore(client, operation, connection_id, data)
     theirs = capture.request
+    assert theirs is not None
 
     method = {"post": "POST", "delete": "DELETE", "get": "GET"}[operation]
     raw = make_api(endpoint, clock=lambda: FROZEN).render(method, connection_id, data)
@@ -299,7 +301,8 @@ def test_http_endpoint_with_a_trailing_slash(stub):
 
 def test_delete_get_and_delete_many_treat_gone_as_closed(stub):
     api = make_api(stub.endpoint)
-    assert api.get("c1=")["connectedAt"].endswith("Z")
+    info = api.get("c1=")
+    assert info is not None and info["connectedAt"].endswith("Z")
     assert api.delete("c1=").status == 204
     assert api.get("c1=") is None
     again = api.delete("c1=")
@@ -314,7 +317,10 @@ def test_delete_get_and_delete_many_treat_gone_as_closed(stub):
 def test_close_connections_deletes_every_connection_of_the_classroom(stub):
     metrics = []
     service = ClassroomService(
-        store=None, connections=make_api(stub.endpoint), limits=Limits(), metric=lambda *m: metrics.append(m)
+        store=None,  # type: ignore[arg-type]  # closing connections needs no store
+        connections=make_api(stub.endpoint),
+        limits=Limits(),
+        metric=lambda *m: metrics.append(m),
     )
     stub.gone.add("c2=")
     service.close_connections("room-1", ["c1=", "c2=", "c3="])

@@ -7,12 +7,13 @@ import redis
 
 from classwire import runtime
 from classwire.classroom_store import Member
-from localcloud.cache import RedisServer, free_port
+from localcloud import free_port
+from localcloud.cache import RedisServer
 from tests.support.tls import write_certificates
 
 
 @pytest.fixture
-def tls_redis(tmp_path):
+def tls_redis(tmp_path, monkeypatch):
     certs = write_certificates(tmp_path)
     tls_port = free_port()
     server = RedisServer(
@@ -25,8 +26,10 @@ def tls_redis(tmp_path):
             "tls-auth-clients no",
         ]
     )
-    server.client = lambda: redis.Redis(
-        host="127.0.0.1", port=tls_port, ssl=True, ssl_ca_certs=str(certs["ca"])
+    monkeypatch.setattr(
+        server,
+        "client",
+        lambda: redis.Redis(host="127.0.0.1", port=tls_port, ssl=True, ssl_ca_certs=str(certs["ca"])),
     )
     with server:
         yield f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={certs['ca']}", certs
@@ -36,16 +39,14 @@ def test_runtime_client_speaks_tls(tls_redis, monkeypatch):
     url, _ = tls_redis
     monkeypatch.setenv("CLASSWIRE_REDIS_URL", url)
     monkeypatch.setenv("CLASSWIRE_JWT_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:jwt")
-    for cached in (runtime.settings, runtime.redis_client, runtime.classroom_store):
-        cached.cache_clear()
+    runtime.reset()
     try:
         store = runtime.classroom_store()
         published = store.join(Member("c1", "room-1", "alice", "teacher"), 0)
         assert len(published.frames) == 1
         assert runtime.redis_client().connection_pool.connection_class.__name__ == "SSLConnection"
     finally:
-        for cached in (runtime.settings, runtime.redis_client, runtime.classroom_store):
-            cached.cache_clear()
+        runtime.reset()
 
 
 def test_plaintext_is_refused_by_a_tls_server(tls_redis):

@@ -29,6 +29,7 @@ def test_child_process_serves_on_loopback_and_stops_with_the_block(tmp_path):
         assert aws.endpoint == f"http://127.0.0.1:{aws.port}"
         assert aws.client("sts").get_caller_identity()["Account"] == ACCOUNT_ID
         process = aws.process
+        assert process is not None
         listening = [
             line for line in Path("/proc/net/tcp").read_text().splitlines() if f":{aws.port:04X} " in line
         ]
@@ -67,6 +68,7 @@ def test_a_killed_owner_leaves_no_server_listening(tmp_path):
     owner = subprocess.Popen([sys.executable, "-c", owner_code], stdout=subprocess.PIPE, text=True, env=env)
     server_pid = None
     try:
+        assert owner.stdout is not None
         port, server_pid = map(int, owner.stdout.readline().split())
         assert port_open(port)
 

@@ -9,7 +9,6 @@ from bench.connections_stub import TEST_REGION, ManagementStub
 from classwire import runtime
 
 CREDENTIALS = ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
-RUNTIME_CACHES = (runtime.settings, runtime.redis_client, runtime.classroom_store, runtime.management_api)
 
 
 @pytest.fixture
@@ -30,8 +29,6 @@ def stub(redis_client, redis_url, monkeypatch):
         monkeypatch.setenv(
             "CLASSWIRE_JWT_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:jwt"
         )
-        for cached in RUNTIME_CACHES:
-            cached.cache_clear()
+        runtime.reset()
         yield stub
-        for cached in RUNTIME_CACHES:
-            cached.cache_clear()
+        runtime.reset()

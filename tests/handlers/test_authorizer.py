@@ -8,9 +8,9 @@ import jwt
 import pytest
 from moto import mock_aws
 
+from bench.events import LambdaContext, authorizer_event
 from classwire import runtime
 from classwire.handlers import authorizer
-from tests.support.events import LambdaContext, authorizer_event
 from tests.support.signing_secret import store_signing_secret
 
 SECRET = "local-signing-key-0123456789abcdef0123456789"
@@ -21,11 +21,9 @@ def configured(monkeypatch):
     with mock_aws():
         store_signing_secret(monkeypatch, SECRET)
         monkeypatch.setenv("CLASSWIRE_JWT_AUDIENCE", "classwire")
-        runtime.settings.cache_clear()
-        authorizer.verifier.cache_clear()
+        runtime.reset()
         yield
-        runtime.settings.cache_clear()
-        authorizer.verifier.cache_clear()
+        runtime.reset()
 
 
 def token(**claims) -> str:
@@ -82,14 +80,16 @@ def test_never_logs_the_token(configured, log_lines):
         assert secret_part not in output
 
 
-def test_secret_is_read_once_and_cached(configured):
-    calls = []
-    original = authorizer._read_secret
-    authorizer.verifier.cache_clear()
-    authorizer._read_secret = lambda arn: calls.append(arn) or original(arn)
-    try:
-        for _ in range(3):
-            invoke(authorizer_event(token(), "room-1"))
-    finally:
-        authorizer._read_secret = original
+def test_secret_is_read_once_and_cached(configured, monkeypatch):
+    calls: list[str] = []
+    original = runtime.read_secret
+
+    def counted(secret_arn: str) -> str:
+        calls.append(secret_arn)
+        return original(secret_arn)
+
+    runtime.reset()
+    monkeypatch.setattr(runtime, "read_secret", counted)
+    for _ in range(3):
+        invoke(authorizer_event(token(), "room-1"))
     assert len(calls) == 1

@@ -9,14 +9,15 @@ import json
 import multiprocessing
 import os
 import signal
+from unittest import mock
 
 import pytest
 
+from bench.events import Caller, LambdaContext, connect_event
 from classwire import runtime
 from classwire.handlers import connect
 from classwire.management_api import ManagementApi
 from localcloud.redis_faults import RedisFaultProxy
-from tests.support.events import Caller, LambdaContext, connect_event
 from tests.support.handler_calls import connect_as, frames_to, join, send
 
 TEACHER = Caller("T1cOnn3ct10nId=", "tina", "teacher", "room-1", "Tina")
@@ -86,15 +87,14 @@ def test_an_end_whose_reply_was_lost_still_closes_the_class(stub, faults, redis_
 
 def _send_and_die_before_the_fan_out(frame: dict, ready) -> None:
     """A Lambda invocation that appends and is killed (timeout, out of memory) before its first post."""
-    for cached in (runtime.redis_client, runtime.classroom_store, runtime.management_api):
-        cached.cache_clear()  # this process's own connections
+    runtime.reset()  # this process's own connections
 
     def killed(*_args, **_kwargs):
         ready.set()
         os.kill(os.getpid(), signal.SIGKILL)
 
-    ManagementApi.post_many = killed
-    send(TEACHER if frame["event"] == "end" else STUDENT, frame)
+    with mock.patch.object(ManagementApi, "post_many", killed):
+        send(TEACHER if frame["event"] == "end" else STUDENT, frame)
 
 
 @pytest.mark.parametrize("event", ["chat", "end"])
@@ -151,8 +151,7 @@ def test_a_member_whose_post_failed_is_told_it_is_behind(stub, redis_client, fai
 
 def test_a_resend_of_an_event_no_longer_logged_is_acknowledged_by_seq(stub, redis_client, monkeypatch):
     monkeypatch.setenv("CLASSWIRE_LOG_MAX_EVENTS", "2")
-    runtime.settings.cache_clear()
-    runtime.classroom_store.cache_clear()
+    runtime.reset()
     join(TEACHER, STUDENT)
     send(STUDENT, chat("m1"))
     first = next(f for f in frames_to(stub, STUDENT) if f.get("id") == "m1")
@@ -169,16 +168,14 @@ def test_a_users_sixth_connection_and_a_full_classroom_are_refused(stub, monkeyp
     refused = connect_as(Caller("A5=", "alice", "student"))
     assert refused["statusCode"] == 429 and "too many connections" in refused["body"]
     monkeypatch.setenv("CLASSWIRE_MAX_CONNECTIONS_PER_CLASSROOM", "6")
-    runtime.settings.cache_clear()
-    runtime.classroom_store.cache_clear()
+    runtime.reset()
     join(Caller("B0=", "bob", "student"))
     assert connect_as(Caller("C0=", "carol", "teacher"))["statusCode"] == 429
 
 
 def test_a_connection_that_floods_is_closed_and_nothing_else_is_harmed(stub, redis_client, monkeypatch):
     monkeypatch.setenv("CLASSWIRE_READ_RATE_BURST", "5")
-    runtime.settings.cache_clear()
-    runtime.classroom_store.cache_clear()
+    runtime.reset()
     join(TEACHER, STUDENT)
     stub.reset()
     replies = [send(STUDENT, {"action": "who"}).get("body") for _ in range(12)]
@@ -193,8 +190,7 @@ def test_a_connection_that_floods_is_closed_and_nothing_else_is_harmed(stub, red
 
 def test_a_flood_of_refused_frames_is_charged_and_closed(stub, monkeypatch):
     monkeypatch.setenv("CLASSWIRE_READ_RATE_BURST", "5")
-    runtime.settings.cache_clear()
-    runtime.classroom_store.cache_clear()
+    runtime.reset()
     join(TEACHER, STUDENT)
     codes = [json.loads(send(STUDENT, "{not json").get("body") or "{}").get("code") for _ in range(12)]
     assert codes[:5] == ["bad_request"] * 5 and "rate_limited" in codes

@@ -3,8 +3,8 @@ Gateway request id (correlation_id) and the member it serves; nothing of one inv
 
 from __future__ import annotations
 
+from bench.events import Caller, LambdaContext, disconnect_event
 from classwire.handlers import disconnect
-from tests.support.events import Caller, LambdaContext, disconnect_event
 from tests.support.handler_calls import join
 
 TEACHER = Caller("T1cOnn3ct10nId=", "tina", "teacher", "room-1", "Tina")

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from bench.events import Caller, LambdaContext, disconnect_event
 from classwire.handlers import disconnect
 from classwire.settings import CONNECTING_GRACE_SECONDS
-from tests.support.events import Caller, LambdaContext, disconnect_event
 from tests.support.handler_calls import frames_to, join, send
 from tests.support.redis_state import stored_state
 

@@ -93,9 +93,9 @@ def test_subnets_fit_the_vpc_and_do_not_overlap():
 
     for env in ENVIRONMENTS:
         config = load(env)
-        vpc = ipaddress.ip_network(config.vpc_cidr)
+        vpc = ipaddress.IPv4Network(config.vpc_cidr)
         blocks = [
-            ipaddress.ip_network(c) for c in config.private_subnet_cidrs() + config.public_subnet_cidrs()
+            ipaddress.IPv4Network(c) for c in config.private_subnet_cidrs() + config.public_subnet_cidrs()
         ]
         assert len(blocks) == 2 * len(config.availability_zones)
         assert all(block.subnet_of(vpc) for block in blocks)

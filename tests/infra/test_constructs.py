@@ -3,6 +3,7 @@ never hold the token, and a deployment that follows the route table."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -12,7 +13,9 @@ from cdktf import Testing as CdktfTesting  # not `Testing`: pytest would try to 
 from classwire import routes
 from classwire_infra.code_bucket import LambdaCode, MissingPackageError
 from classwire_infra.config import load
+from classwire_infra.outputs import REQUIRED_OUTPUTS
 from classwire_infra.stack import EMULATED_SERVICES, ClasswireStack
+from scripts.stack_outputs import StackOutputs
 
 from .conftest import EMULATOR_ENDPOINT, ENVIRONMENTS, assert_has_resource, blocks_all_public_access
 
@@ -522,16 +525,9 @@ def test_emulator_variant_points_every_service_at_the_endpoint(stacks):
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_outputs_are_the_cli_contract(stacks, env):
-    assert {
-        "websocket_url",
-        "management_endpoint",
-        "api_id",
-        "stage",
-        "region",
-        "function_names",
-        "redis_endpoint",
-        "jwt_secret_arn",
-    } <= set(stacks[env].json["output"])
+    assert set(REQUIRED_OUTPUTS) <= set(stacks[env].json["output"])
+    # The pipeline's typed view of them has a field for each.
+    assert [f.name for f in dataclasses.fields(StackOutputs) if f.name != "extra"] == list(REQUIRED_OUTPUTS)
 
 
 def test_missing_package_says_how_to_build_it(tmp_path):

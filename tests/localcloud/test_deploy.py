@@ -19,7 +19,7 @@ import pytest
 
 from classwire_client import ClasswireClient
 from classwire_infra.paths import ROOT
-from localcloud.cache import free_port
+from localcloud import free_port
 from localcloud.deploy import READY_LINE
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -35,7 +35,8 @@ def descendants(pid: int) -> set[int]:
             continue
         if fields[0] != "Z":
             parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = set(), {pid}
+    found: set[int] = set()
+    frontier = {pid}
     while frontier:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
@@ -51,6 +52,7 @@ def alive(pids: set[int]) -> set[int]:
 def wait_for_ready(process: subprocess.Popen, timeout: float) -> list[str]:
     lines: list[str] = []
     deadline = time.monotonic() + timeout
+    assert process.stdout is not None
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line:
@@ -92,7 +94,9 @@ def test_make_deploy_serves_the_applied_stack_and_stops_cleanly_on_ctrl_c():
             client = ClasswireClient(url=grant["url"], token=grant["token"], classroom="demo", user_id="tina")
             await client.start()
             try:
-                return await client.send("chat", {"text": "hello from the deployed stack"})
+                ack = await client.send("chat", {"text": "hello from the deployed stack"})
+                assert ack is not None
+                return ack
             finally:
                 await client.close()
 

@@ -88,6 +88,8 @@ def disconnect_of(record_dir: Path, connection_id: str) -> dict:
 class Client:
     """A WebSocket client of the gateway under test."""
 
+    record_dir: Path  # where the stand-in functions record what they got (set by `client()`)
+
     def __init__(
         self, gateway, token: str | None = "user-alice", classroom: str | None = "room-1", **options
     ):
@@ -96,7 +98,9 @@ class Client:
 
     def ask(self, message: dict | str, timeout: float = 10.0) -> str:
         self.ws.send(message if isinstance(message, str) else json.dumps(message))
-        return self.ws.recv(timeout)
+        reply = self.ws.recv(timeout)
+        assert isinstance(reply, str), reply  # API Gateway answers in text frames
+        return reply
 
     def ask_json(self, message: dict | str, timeout: float = 10.0) -> dict:
         return json.loads(self.ask(message, timeout))
@@ -133,7 +137,7 @@ def start_gateway(tmp_path):
         thread = GatewayThread(manifest or make_manifest(record), log_dir=tmp_path / "logs", **options)
         threads.append(thread)
         gateway = thread.start()
-        gateway.record_dir = record
+        gateway.record_dir = record  # type: ignore[attr-defined]  # the test's own tag on a Gateway
         return gateway
 
     yield start
@@ -163,8 +167,11 @@ def test_manifest_from_route_table_mirrors_classwire_routes(tmp_path):
 
     assert [r.key for r in manifest.routes] == [r.key for r in routes.ROUTES]
     send = manifest.route("send")
+    assert send is not None
     assert send.two_way and manifest.functions[send.function].handler == routes.MESSAGE.handler
-    assert manifest.route("$connect").authorized
+    connect_route = manifest.route("$connect")
+    assert connect_route is not None and connect_route.authorized
+    assert manifest.authorizer is not None
     assert manifest.authorizer.identity_source == (routes.AUTHORIZER_IDENTITY_SOURCE,)
     assert manifest.route_selection_expression == routes.ROUTE_SELECTION_EXPRESSION
     assert all(fn.environment["CLASSWIRE_REDIS_URL"] for fn in manifest.functions.values())
@@ -485,7 +492,7 @@ def test_connections_close_at_the_maximum_duration_even_when_active(start_gatewa
         while True:
             c.ask_json({"action": "echo"})
             time.sleep(0.1)
-    assert closed.value.rcvd.code == 1001
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
     assert 1.1 < time.monotonic() - started < 4
 
 
@@ -587,7 +594,7 @@ def test_command_line_serves_until_interrupted(tmp_path):
     record = tmp_path / "records"
     record.mkdir()
     manifest = make_manifest(record).dump(tmp_path / "manifest.json")
-    from localcloud.cache import free_port
+    from localcloud import free_port
 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), *sys.path])}
@@ -609,6 +616,7 @@ def test_command_line_serves_until_interrupted(tmp_path):
         env=env,
     )
     try:
+        assert process.stdout is not None
         assert f"ws://127.0.0.1:{port}/test" in process.stdout.readline()
 
         class Target:

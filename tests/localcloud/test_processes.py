@@ -39,7 +39,7 @@ def start_holder(script: str) -> tuple[subprocess.Popen, list[int]]:
         [sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, text=True, cwd=os.getcwd()
     )
     assert holder.stdout is not None
-    pids = []
+    pids: list[int] = []
     for line in holder.stdout:
         if line.strip() == "ready":
             return holder, pids

@@ -7,12 +7,13 @@ import json
 import os
 import shutil
 import subprocess
+from typing import Any
 
 import pytest
 
 from scripts import stack_outputs
 
-VALUES = {
+VALUES: dict[str, Any] = {
     "websocket_url": "wss://abc123.execute-api.us-east-1.amazonaws.com/dev",
     "management_endpoint": "https://abc123.execute-api.us-east-1.amazonaws.com/dev",
     "api_id": "abc123",

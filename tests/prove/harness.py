@@ -23,6 +23,12 @@ def key(event: dict) -> Key:
     return (event["seq"], event["eid"], event.get("id"))
 
 
+def ack_key(ack: dict | None) -> Key:
+    """The key of a persistent send's acknowledgement (only a send with persistent=False returns None)."""
+    assert ack is not None
+    return key(ack)
+
+
 @dataclass
 class Member:
     """A client plus everything it ever handed to the application, split at each `reset`."""
@@ -62,21 +68,27 @@ def member(system: LocalSystem, user: str, classroom: str, role: str = "student"
 def server_log(client: redis.Redis, classroom: str) -> list[dict]:
     """The classroom's log on the current primary, oldest first."""
     entries = client.xrange(f"cw:{{{classroom}}}:log", "-", "+")
+    assert isinstance(entries, list)
     return [json.loads(fields[b"f"]) for _, fields in entries]
 
 
 def last_seq(client: redis.Redis, classroom: str) -> int:
-    return int(client.hget(f"cw:{{{classroom}}}:meta", "seq") or 0)
+    seq = client.hget(f"cw:{{{classroom}}}:meta", "seq")
+    assert seq is None or isinstance(seq, bytes)
+    return int(seq or 0)
 
 
 def connection_ids(client: redis.Redis, classroom: str) -> list[str]:
-    return [c.decode() for c in client.zrange(f"cw:{{{classroom}}}:members", 0, -1)]
+    members = client.zrange(f"cw:{{{classroom}}}:members", 0, -1)
+    assert isinstance(members, list)
+    return [c.decode() for c in members]
 
 
 def delete_connection(management_endpoint: str, connection_id: str) -> int:
     """`DELETE @connections/{id}`: API Gateway closes the connection (what a Lambda may do at any time).
     The local gateway checks that a SigV4 header is there, not its signature."""
     url = urllib.parse.urlsplit(management_endpoint)
+    assert url.hostname is not None
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=5)
     try:
         conn.request(

@@ -25,7 +25,7 @@ from bench.load import percentile
 from classwire.classroom_store import ClassroomStore
 from classwire.classroom_store import Member as ClasswireMember
 from classwire.settings import Limits
-from tests.prove.harness import Member, catch_up_all, key, member, server_log
+from tests.prove.harness import Member, ack_key, catch_up_all, key, member, server_log
 
 LIMITS = Limits()  # what the local system runs with
 PAD = "x" * (LIMITS.max_data_bytes - 64)  # a maximum-size event
@@ -48,7 +48,7 @@ def test_one_user_cannot_hurt_another_classroom(system, sizes, figures):
     flooded, calm = f"flooded-{secrets.token_hex(2)}", f"calm-{secrets.token_hex(2)}"
     url = system.websocket_url
     token = system.token("mallory", flooded, "student")
-    got = Counter()
+    got: Counter[str] = Counter()
 
     def address() -> str:
         return f"{url}?{urlencode({'token': token, 'classroom': flooded})}"
@@ -77,6 +77,7 @@ def test_one_user_cannot_hurt_another_classroom(system, sizes, figures):
                     try:
                         while not stop.is_set() and not reader.done():
                             n += 1
+                            frame: dict[str, object]
                             if role == "send":
                                 frame = {
                                     "action": "send",
@@ -145,13 +146,14 @@ def test_one_user_cannot_hurt_another_classroom(system, sizes, figures):
         async def talk(seconds: float) -> None:
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
-                acked.append(key(await bystanders[0].client.send("chat", {"t": time.time() * 1000})))
+                acked.append(ack_key(await bystanders[0].client.send("chat", {"t": time.time() * 1000})))
                 await asyncio.sleep(0.2)
 
         try:
             await talk(sizes.abuse_seconds)
             phase[0] = "during"
-            stop, worst = asyncio.Event(), []
+            stop = asyncio.Event()
+            worst: list[float] = []
             abusers = [
                 asyncio.create_task(abusive_socket(index, role, stop, worst))
                 for index, role in enumerate(("send", "send", "send", "storm", "storm"))

@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from classwire_client import Refused
 from tests.prove.harness import (
     Member,
+    ack_key,
     catch_up_all,
     chain_breaks,
     connection_ids,
@@ -38,7 +39,7 @@ def test_chaos(system, sizes, figures):
     rng = random.Random(SEED)
     classrooms = [f"chaos-{n}" for n in range(sizes.chaos_classrooms)]
     acked: dict[str, set] = defaultdict(set)
-    counts = Counter()
+    counts: Counter[str] = Counter()
     marks: dict[str, float] = {}
 
     async def send_loop(held: Member, stop: asyncio.Event, pace: random.Random) -> None:
@@ -51,7 +52,7 @@ def test_chaos(system, sizes, figures):
             except Refused as refusal:
                 counts[f"refused {refusal.status}: {refusal.message[:60]}"] += 1
                 continue
-            acked[held.classroom].add(key(ack))
+            acked[held.classroom].add(ack_key(ack))
             await asyncio.sleep(pace.expovariate(1 / sizes.chaos_send_interval))
 
     async def chaos(members: list[Member], stop: asyncio.Event, started: float) -> None:
@@ -157,7 +158,7 @@ def test_chaos(system, sizes, figures):
         log_keys = {c: [key(e) for e in logs[c]] for c in classrooms}
         lost = {c: acked[c] - set(log_keys[c]) for c in classrooms}
         lost_total = sum(len(v) for v in lost.values())
-        totals = Counter()
+        totals: Counter[str] = Counter()
         for held in members:
             for name, value in vars(held.client.stats).items():
                 totals[name] += value
@@ -232,10 +233,10 @@ def test_a_failover_that_loses_acknowledged_events_is_announced(system, figures)
             await asyncio.to_thread(system.redis.wait_in_sync)
             # The replica stops receiving writes, as if its link lagged; these two reach only the primary.
             system.redis.replica.client().replicaof("127.0.0.1", 1)
-            doomed = [key(await amy.client.send("chat", {"n": n, "doomed": True})) for n in (3, 4)]
+            doomed = [ack_key(await amy.client.send("chat", {"n": n, "doomed": True})) for n in (3, 4)]
             await ben.client.wait_for_seq(doomed[-1][0])
             await asyncio.to_thread(system.failover)
-            after = key(await amy.client.send("chat", {"n": 5}))
+            after = ack_key(await amy.client.send("chat", {"n": 5}))
             await ben.client.wait_for_seq(after[0])
             await catch_up_all([amy, ben])
             redis_client = system.redis_client()

@@ -23,7 +23,7 @@ from classwire.routes import MESSAGE
 from localcloud.gateway import PostFaults
 from localcloud.redis_faults import LinkChaos
 from localcloud.system import LocalSystem
-from tests.prove.harness import Member, chain_breaks, key, last_seq, member, server_log, settle
+from tests.prove.harness import Member, ack_key, chain_breaks, key, last_seq, member, server_log, settle
 
 SEED = 11
 TELEMETRY_SECONDS = 1.0  # telemetry pings this often in this run (30 s by default)
@@ -50,7 +50,7 @@ def test_every_hop_failing_at_once(faulty, sizes, figures):
     classrooms = [f"faults-{n}" for n in range(sizes.faults_classrooms)]
     acked: dict[str, set] = defaultdict(set)
     killed_ids: list[tuple[str, str]] = []
-    counts = Counter()
+    counts: Counter[str] = Counter()
     message_function = faulty.manifest.route("send").function
     assert message_function.endswith(MESSAGE.name)
 
@@ -59,7 +59,7 @@ def test_every_hop_failing_at_once(faulty, sizes, figures):
         while not stop.is_set():
             n += 1
             ack = await held.client.send("stroke", {"n": n, "by": held.user})
-            acked[held.classroom].add(key(ack))
+            acked[held.classroom].add(ack_key(ack))
             await asyncio.sleep(pace.expovariate(2.0))
 
     async def kill_after_append(held: Member, n: int) -> None:
@@ -71,7 +71,7 @@ def test_every_hop_failing_at_once(faulty, sizes, figures):
         await asyncio.sleep(0.5)
         counts["workers killed"] += await asyncio.to_thread(faulty.kill_workers, message_function)
         ack = await asyncio.wait_for(sending, 60)
-        acked[held.classroom].add(key(ack))
+        acked[held.classroom].add(ack_key(ack))
         killed_ids.append((held.classroom, client_id))
 
     async def scenario() -> None:
@@ -128,7 +128,7 @@ def test_every_hop_failing_at_once(faulty, sizes, figures):
         finally:
             redis_client.close()
         log_keys = {c: [key(e) for e in logs[c]] for c in classrooms}
-        totals = Counter()
+        totals: Counter[str] = Counter()
         for held in members:
             for name, value in vars(held.client.stats).items():
                 totals[name] += value

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import secrets
 import time
-from pathlib import Path
 
 import pytest
 
+from localcloud.gateway import GatewayThread
+from localcloud.lambda_runtime import LambdaRuntime
 from localcloud.system import LocalSystem
 
 
@@ -18,14 +19,21 @@ def system(tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("lambda-logs")
     with LocalSystem(key=secrets.token_urlsafe(48)) as local:
         # The runtime opens a function's log when its first worker starts, i.e. on first invocation.
-        local._gateway.gateway.runtime.log_dir = log_dir
-        local.log_dir = log_dir
+        _runtime(local).log_dir = log_dir
         yield local
 
 
-def lambda_logs(system) -> str:
+def _runtime(system: LocalSystem) -> LambdaRuntime:
+    gateway = system._gateway
+    assert isinstance(gateway, GatewayThread)  # the suite's system runs its gateway in a thread
+    return gateway.gateway.runtime
+
+
+def lambda_logs(system: LocalSystem) -> str:
     """Everything the local Lambdas have written so far (CloudWatch, on AWS)."""
-    return "".join(path.read_text(errors="replace") for path in sorted(Path(system.log_dir).glob("*.log")))
+    log_dir = _runtime(system).log_dir
+    assert log_dir is not None
+    return "".join(path.read_text(errors="replace") for path in sorted(log_dir.glob("*.log")))
 
 
 AWS_ENVIRONMENTS = ("dev", "staging", "prod")

@@ -26,6 +26,14 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from bench.connections_stub import ManagementStub
+from bench.events import (
+    Caller,
+    LambdaContext,
+    authorizer_event,
+    connect_event,
+    disconnect_event,
+    message_event,
+)
 from classwire import runtime
 from classwire.classroom import REFUSALS
 from classwire.event_types import DEFAULT_EVENT_TYPES
@@ -36,14 +44,6 @@ from classwire.routes import MESSAGE_ACTIONS
 from tests.core.test_fuzz_frames import frames as structured_frames
 from tests.core.test_fuzz_frames import json_values
 from tests.core.test_fuzz_frames import raw_bodies as core_bodies
-from tests.support.events import (
-    Caller,
-    LambdaContext,
-    authorizer_event,
-    connect_event,
-    disconnect_event,
-    message_event,
-)
 from tests.support.redis_state import stored_state
 from tests.support.signing_secret import store_signing_secret
 
@@ -74,12 +74,6 @@ class _Errors(logging.Handler):
         self.records.append(record)
 
 
-def _reset_runtime() -> None:
-    for cached in (runtime.settings, runtime.redis_client, runtime.management_api, runtime.classroom_store):
-        cached.cache_clear()
-    authorizer.verifier.cache_clear()
-
-
 class World:
     def __init__(self, redis, stub: ManagementStub, errors: _Errors):
         self.redis = redis
@@ -87,7 +81,7 @@ class World:
         self.errors = errors
         self.bystander_dump = self.dump(BYSTANDER)
 
-    def dump(self, classroom: str) -> dict[bytes, bytes]:
+    def dump(self, classroom: str) -> dict[bytes, bytes | None]:
         return stored_state(self.redis, f"cw:{{{classroom}}}:*")
 
     def seq(self, classroom: str) -> int:
@@ -123,7 +117,7 @@ def world(redis_server, report):
             env.setenv(f"CLASSWIRE_{name}_PER_SECOND", "1000000")
         for name in ("RATE_BURST", "READ_RATE_BURST", "CONNECT_BURST"):
             env.setenv(f"CLASSWIRE_{name}", "1000000")
-        _reset_runtime()
+        runtime.reset()
         redis = redis_server.client()
         redis.flushall()
         for caller in (SENDER, PEER, *BYSTANDERS):
@@ -139,7 +133,7 @@ def world(redis_server, report):
         finally:
             runtime.logger._logger.removeHandler(errors)
             redis.close()
-            _reset_runtime()
+            runtime.reset()
     for test, count in sorted(EXAMPLES.items()):
         report(f"handler fuzz: {test}: {count} examples")
     report(f"handler fuzz: {sum(EXAMPLES.values())} examples in total")
@@ -236,7 +230,7 @@ bodies = (
 def route_key(body: object) -> str:
     """What API Gateway's route selection picks: `action` when it names a route, else `$default`."""
     try:
-        action = json.loads(body).get("action")
+        action = json.loads(body).get("action")  # type: ignore[arg-type]  # any fuzzed body; TypeError is caught
     except (ValueError, TypeError, AttributeError, RecursionError):
         return "$default"
     return action if isinstance(action, str) and action in MESSAGE_ACTIONS else "$default"
@@ -359,7 +353,7 @@ def base_event(handler: str, n: int) -> dict:
 def mutate(event: dict, operations: list[tuple]) -> dict:
     for operation in operations:
         kind, path = operation[0], operation[1]
-        parent = event
+        parent: object = event
         for part in path[:-1]:
             parent = parent.get(part) if isinstance(parent, dict) else None
         if not isinstance(parent, dict):
@@ -411,6 +405,7 @@ def test_mutated_events_into_the_connection_handlers(world, handler, n, operatio
     elif handler == "message":
         check_reply(response)
     elif handler == "connect" and response != {"statusCode": 200}:
+        assert response is not None
         # Refused for a stated reason only (the fuzz reconnects one user past their connection limit).
         assert (response["statusCode"], response["body"]) in REFUSALS.values(), response
     else:

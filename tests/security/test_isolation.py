@@ -307,10 +307,11 @@ def test_a_token_for_one_classroom_is_refused_for_another(system):
         a, b = f"iso-{secrets.token_hex(3)}-a", f"iso-{secrets.token_hex(3)}-b"
         token = system.token("mallory", a)
         statuses = {}
-        for name, query in {
+        queries: dict[str, dict[str, str] | list[tuple[str, str]]] = {
             "other-classroom": {"token": token, "classroom": b},
             "repeated-param-last-wins": [("token", token), ("classroom", a), ("classroom", b)],
-        }.items():
+        }
+        for name, query in queries.items():
             try:
                 async with connect(f"{system.websocket_url}?{urlencode(query)}", open_timeout=60):
                     statuses[name] = 101

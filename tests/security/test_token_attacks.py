@@ -22,14 +22,16 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from moto import mock_aws
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from bench.events import LambdaContext, authorizer_event
 from classwire import runtime
 from classwire.handlers import authorizer
 from tests.security.conftest import lambda_logs
-from tests.support.events import LambdaContext, authorizer_event
 from tests.support.jwks import JwksServer, public_jwk
 from tests.support.signing_secret import store_signing_secret
 
@@ -45,10 +47,10 @@ ROOM = "room-1"
 @dataclass
 class Keys:
     secret: str
-    rsa: rsa.RSAPrivateKey
+    rsa: RSAPrivateKey
     rsa_public_pem: bytes
-    ec: ec.EllipticCurvePrivateKey
-    attacker: rsa.RSAPrivateKey
+    ec: EllipticCurvePrivateKey
+    attacker: RSAPrivateKey
     idp: JwksServer
     evil: JwksServer
 
@@ -70,11 +72,6 @@ def keys():
     evil.close()
 
 
-def _reset_caches():
-    runtime.settings.cache_clear()
-    authorizer.verifier.cache_clear()
-
-
 @pytest.fixture
 def hs256(monkeypatch):
     """HS256 with the key in Secrets Manager, issuer and audience configured (as dev)."""
@@ -82,9 +79,9 @@ def hs256(monkeypatch):
         store_signing_secret(monkeypatch, SECRET)
         monkeypatch.setenv("CLASSWIRE_JWT_ISSUER", ISSUER)
         monkeypatch.setenv("CLASSWIRE_JWT_AUDIENCE", AUDIENCE)
-        _reset_caches()
+        runtime.reset()
         yield
-        _reset_caches()
+        runtime.reset()
 
 
 @pytest.fixture
@@ -96,9 +93,9 @@ def jwks(monkeypatch, keys):
     monkeypatch.delenv("CLASSWIRE_JWT_SECRET_ARN", raising=False)
     monkeypatch.setenv("CLASSWIRE_JWT_ISSUER", ISSUER)
     monkeypatch.setenv("CLASSWIRE_JWT_AUDIENCE", AUDIENCE)
-    _reset_caches()
+    runtime.reset()
     yield
-    _reset_caches()
+    runtime.reset()
 
 
 # -- building tokens ------------------------------------------------------------------------------------
@@ -430,6 +427,7 @@ def test_token_attack_is_refused_in_the_right_form_without_leaking_the_token(
         )
     else:
         assert raised is None, f"unhandled {type(raised).__name__}: {raised}"
+        assert response is not None
         statement = response["policyDocument"]["Statement"]
         assert statement == [
             {

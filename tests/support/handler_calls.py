@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from bench.connections_stub import ManagementStub
+from bench.events import Caller, LambdaContext, connect_event, message_event
 from classwire.handlers import connect, message
-from tests.support.events import Caller, LambdaContext, connect_event, message_event
 
 
 def frames_to(stub: ManagementStub, caller: Caller) -> list[dict]:

@@ -10,6 +10,12 @@ import redis
 RATE_BUCKET = re.compile(rb"^cw:\{[^}]*\}:(send|read|join):")
 
 
-def stored_state(client: redis.Redis, match: str = "*") -> dict[bytes, bytes]:
+def stored_state(client: redis.Redis, match: str = "*") -> dict[bytes, bytes | None]:
     keys = (key for key in client.scan_iter(match=match) if not RATE_BUCKET.match(key))
-    return {key: client.dump(key) for key in sorted(keys)}
+    return {key: _dump(client, key) for key in sorted(keys)}
+
+
+def _dump(client: redis.Redis, key: bytes) -> bytes | None:
+    dump = client.dump(key)  # None for a key that expired since the scan
+    assert dump is None or isinstance(dump, bytes)
+    return dump

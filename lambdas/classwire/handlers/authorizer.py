@@ -6,15 +6,10 @@ is never logged: only the reason it was refused.
 
 from __future__ import annotations
 
-import functools
-
 from classwire import runtime
 from classwire.auth import (
-    CachedSecret,
     Forbidden,
-    JwksKeys,
     KeysUnavailable,
-    TokenVerifier,
     Unauthenticated,
 )
 from classwire.metrics import AUTH_ALLOWED, AUTH_KEYS_UNAVAILABLE, AUTH_REFUSED_401, AUTH_REFUSED_403
@@ -24,22 +19,6 @@ from classwire.runtime import API_GATEWAY_REQUEST_ID
 logger, metrics = runtime.logger, runtime.metrics
 
 
-@functools.cache
-def verifier() -> TokenVerifier:
-    jwt_settings = runtime.settings().jwt
-    if jwt_settings.jwks_url:
-        return TokenVerifier(
-            jwt_settings, JwksKeys(jwt_settings.jwks_url, jwt_settings.jwks_lifespan_seconds)
-        )
-    return TokenVerifier(jwt_settings, CachedSecret(functools.partial(_read_secret, jwt_settings.secret_arn)))
-
-
-def _read_secret(secret_arn: str) -> str:
-    import boto3  # from the Lambda runtime; imported on first use so a JWKS setup never pays for it
-
-    return boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
-
-
 @logger.inject_lambda_context(correlation_id_path=API_GATEWAY_REQUEST_ID, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context) -> dict:
@@ -47,7 +26,7 @@ def handler(event: dict, context) -> dict:
     params = params if isinstance(params, dict) else {}
     method_arn = _text(event.get("methodArn"))
     try:
-        grant = verifier().verify(
+        grant = runtime.token_verifier().verify(
             _text(params.get(TOKEN_QUERY_PARAMETER)), _text(params.get(CLASSROOM_QUERY_PARAMETER))
         )
     except Unauthenticated as refusal:

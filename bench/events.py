@@ -1,4 +1,5 @@
-"""API Gateway WebSocket events for handler tests, from the JSON fixtures in tests/events/."""
+"""API Gateway WebSocket events and a Lambda context, to call a handler directly as Lambda would (the
+handler tests and the handler benchmark), built from the real AWS event shapes in bench/aws_events/."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-EVENTS = Path(__file__).resolve().parent.parent / "events"
+EVENTS = Path(__file__).resolve().parent / "aws_events"
 
 
 @cache
