@@ -33,8 +33,10 @@ $(UV):
 	python3 -m venv $(CURDIR)/.venv-tools
 	$(CURDIR)/.venv-tools/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Bytecode at install: a process started with PYTHONDONTWRITEBYTECODE (or a read-only tree) would
+# otherwise compile every module it imports, every time.
 .venv/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python $(PYTHON_VERSION)
+	$(UV) sync --frozen --python $(PYTHON_VERSION) --compile-bytecode
 	@touch $@
 
 # checkov pins dependencies that conflict with the dev group, so it gets its own environment.
