@@ -17,7 +17,7 @@ TF = cfg=$$(scripts/terraform-cli-config) && export TF_CLI_CONFIG_FILE=$${cfg:-$
 	terraform -chdir=$(STACK_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps confirm-apply build synth init plan apply deploy destroy smoke token test prove lint checkov bootstrap bench cost clean
+.PHONY: help install system-deps confirm-apply build synth init plan apply deploy destroy outputs smoke token test prove lint checkov bootstrap bench cost clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -94,6 +94,9 @@ confirm-apply:
 
 destroy: init ## Destroy ENV's stack (asks for confirmation)
 	$(TF) destroy -input=false
+
+outputs: install ## Print ENV's deployed stack outputs as JSON (terraform output, checked complete)
+	@$(RUN) python scripts/stack_outputs.py --env $(ENV)
 
 smoke: install ## Smoke-test ENV's deployed stage (endpoint from the Terraform outputs)
 	$(RUN) python scripts/smoke_test.py --env $(ENV)

@@ -21,9 +21,9 @@ Modules: profile (the usage profile), prices (the price book), stack_facts (the 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 # The repository, for what lives outside this package: the synthesized stacks (cdktf.out/), the synth and
 # Lambda build it runs when a stack is missing, and the paths the results name. Data files of the cost
 # model itself (prices.toml, profiles/, results/) are found next to these modules.
-ROOT = Path(__file__).resolve().parent.parent
+from classwire_infra.paths import ROOT
+
+__all__ = ["ROOT"]

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import jwt
 
-STATE_DIR = Path(__file__).resolve().parent.parent / ".local"
+from classwire_infra.paths import ROOT
+
+STATE_DIR = ROOT / ".local"
 KEY_FILE = STATE_DIR / "jwt-signing-key"
 TOKEN_LIFETIME_SECONDS = 8 * 3600
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from classwire_infra.paths import ROOT
+
 CLIENT = ROOT / "clients" / "js"
 NODE = shutil.which("node")
 NPX = shutil.which("npx")

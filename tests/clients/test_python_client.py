@@ -1,4 +1,4 @@
-"""Unit tests of the Python client (clients/python/classwire_client.py) against a scripted server on fake
+"""Unit tests of the Python client (clients/python/classwire_client/) against a scripted server on fake
 time (tests/clients/fake_network.py): the protocol changes of issue 11, one behaviour per test."""
 
 from __future__ import annotations

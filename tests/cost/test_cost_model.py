@@ -9,13 +9,13 @@ import tomllib
 
 import pytest
 
+from classwire_infra.paths import ROOT
 from cost.estimate import FIXED, estimate
 from cost.frames import event_frame_bytes, metered_units
 from cost.levers import levers
 from cost.profile import DEFAULT_PROFILE, UsageProfile, build, load_profile
 from cost.render import write_results
 from cost.stack_facts import StackFacts
-from tests.cost.conftest import ROOT
 
 HOURS = 730
 ACTIVE_SECONDS = 3600  # the synthetic profile: one hour on one day

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from classwire_infra.paths import ROOT
 from localcloud.deploy import applied_state
 from localcloud.emulator import AwsEmulator
 
-REPO = Path(__file__).resolve().parents[2]
 ENV = os.environ.get("CLASSWIRE_EMULATOR_ENV", "local")
 STACK = f"classwire-{ENV}"
 # Anything that would let Terraform reach a real account is dropped from its environment.
@@ -131,7 +131,7 @@ def test_stack_applies_replans_without_changes_and_destroys(tmp_path, capsys):
     assert shutil.which("terraform"), "terraform is not on PATH (this test runs the real Terraform)"
     cli_config = Path(
         subprocess.run(
-            [str(REPO / "scripts" / "terraform-cli-config"), str(tmp_path / "terraformrc")],
+            [str(ROOT / "scripts" / "terraform-cli-config"), str(tmp_path / "terraformrc")],
             check=True,
             capture_output=True,
             text=True,

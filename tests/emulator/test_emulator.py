@@ -15,8 +15,6 @@ import pytest
 
 from localcloud.emulator import ACCOUNT_ID, AwsEmulator
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
@@ -61,11 +59,7 @@ def test_a_killed_owner_leaves_no_server_listening(tmp_path):
         time.sleep(120)
         """
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
-    owner = subprocess.Popen([sys.executable, "-c", owner_code], stdout=subprocess.PIPE, text=True, env=env)
+    owner = subprocess.Popen([sys.executable, "-c", owner_code], stdout=subprocess.PIPE, text=True)
     server_pid = None
     try:
         assert owner.stdout is not None
