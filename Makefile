@@ -17,13 +17,17 @@ TF = cfg=$$(scripts/terraform-cli-config) && export TF_CLI_CONFIG_FILE=$${cfg:-$
 	terraform -chdir=$(STACK_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps confirm-apply build synth init plan apply deploy destroy outputs smoke token test prove lint checkov bootstrap bench cost clean
+.PHONY: help install deps system-deps confirm-apply build synth init plan apply deploy destroy outputs smoke token test prove lint checkov bootstrap bench cost clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  ENV=$(ENV) (local, dev, staging, prod; prod must be named explicitly)"
 
-install: system-deps .venv/.synced .venv-checkov/.synced tests/browser/node_modules/.synced clients/js/node_modules/.synced ## Install everything: redis-server and chromium if missing, uv, the locked dependencies
+install: system-deps deps ## Install everything: redis-server and chromium if missing, uv, the locked dependencies
+
+# What every target needs: uv and the locked dependencies. The system packages only where a real
+# redis-server or browser runs (test, prove, bench, the local deploy).
+deps: .venv/.synced .venv-checkov/.synced tests/browser/node_modules/.synced clients/js/node_modules/.synced
 
 # redis-server and chromium come from the system's packages (apt); skips what is present.
 system-deps:
@@ -56,7 +60,7 @@ clients/js/node_modules/.synced: clients/js/package.json clients/js/package-lock
 	@if ! command -v node >/dev/null 2>&1; then echo "node not found: the JS client's type check will skip"; \
 	else cd clients/js && npm ci --no-audit --no-fund && touch node_modules/.synced; fi
 
-build: install ## Build the Lambda zip for ENV's platform into dist/ (byte-identical per commit)
+build: deps ## Build the Lambda zip for ENV's platform into dist/ (byte-identical per commit)
 	$(RUN) python scripts/build_lambdas.py --env $(ENV)
 
 synth: build ## Synthesize ENV's stack to cdktf.out/stacks/classwire-ENV (plain Terraform JSON)
@@ -75,8 +79,9 @@ apply: ## Apply exactly the saved plan of `make plan` (CI applies the plan it re
 	$(TF) apply -input=false $(PLAN_FILE)
 
 ifeq ($(ENV),local)
+# Straight from make (no `uv run` between them), so that the deploy ends with make however make ends.
 deploy: install ## Deploy ENV: local runs the whole system here until Ctrl-C; others plan, ask, then apply that plan
-	$(RUN) python -m localcloud.deploy
+	$(UV_PROJECT_ENVIRONMENT)/bin/python -m localcloud.deploy
 else
 # Three steps in one recipe, so no `make -j` runs the apply beside (or before) its plan.
 deploy:
@@ -95,13 +100,13 @@ confirm-apply:
 destroy: init ## Destroy ENV's stack (asks for confirmation)
 	$(TF) destroy -input=false
 
-outputs: install ## Print ENV's deployed stack outputs as JSON (terraform output, checked complete)
+outputs: deps ## Print ENV's deployed stack outputs as JSON (terraform output, checked complete)
 	@$(RUN) python scripts/stack_outputs.py --env $(ENV)
 
-smoke: install ## Smoke-test ENV's deployed stage (endpoint from the Terraform outputs)
+smoke: deps ## Smoke-test ENV's deployed stage (endpoint from the Terraform outputs)
 	$(RUN) python scripts/smoke_test.py --env $(ENV)
 
-token: install ## Print a local token: make token USER=<id> CLASSROOM=<id> ROLE=<teacher|student>
+token: deps ## Print a local token: make token USER=<id> CLASSROOM=<id> ROLE=<teacher|student>
 	@$(RUN) python -m localcloud.tokens --user "$(USER)" --classroom "$(CLASSROOM)" --role "$(or $(ROLE),student)"
 
 test: install ## Run every test (the command CI runs)
@@ -113,16 +118,16 @@ test: install ## Run every test (the command CI runs)
 prove: install ## Full-size reliability run (tests/prove + tests/security + tests/clients); writes reports/reliability.md
 	HYPOTHESIS_PROFILE=prove CLASSWIRE_PROVE=full $(RUN) pytest tests/prove tests/security tests/clients -q -s -o timeout=1800
 
-lint: install ## Static checks (.pre-commit-config.yaml): ruff, mypy, the workflows (GitHub's schema, zizmor)
+lint: deps ## Static checks (.pre-commit-config.yaml): ruff, mypy, the workflows (GitHub's schema, zizmor)
 	$(RUN) pre-commit run --all-files
 
-checkov: install ## checkov on ENV's synthesized stack (run `make synth ENV=...` first), with .checkov.yaml
+checkov: deps ## checkov on ENV's synthesized stack (run `make synth ENV=...` first), with .checkov.yaml
 	$(CURDIR)/.venv-checkov/bin/checkov --config-file .checkov.yaml --framework terraform_json \
 		-f $(STACK_DIR)/cdk.tf.json
 
 # The account's state bucket, GitHub OIDC provider and roles, with local state kept in bootstrap/accounts/ACCOUNT.
 BOOTSTRAP_DIR := bootstrap/accounts/$(ACCOUNT)/stacks/classwire-bootstrap
-bootstrap: install ## Set up an AWS account once: make bootstrap REPO=org/repo ACCOUNT=123456789012 ENVS="dev staging"
+bootstrap: deps ## Set up an AWS account once: make bootstrap REPO=org/repo ACCOUNT=123456789012 ENVS="dev staging"
 	@test -n "$(REPO)" -a -n "$(ACCOUNT)" -a -n "$(ENVS)" || \
 		{ echo 'usage: make bootstrap REPO=<org>/<repo> ACCOUNT=<12 digits> ENVS="<env> ..."'; exit 2; }
 	$(RUN) python bootstrap/synth_bootstrap.py --repo "$(REPO)" --account "$(ACCOUNT)" $(foreach env,$(ENVS),--env $(env))
@@ -132,7 +137,7 @@ bootstrap: install ## Set up an AWS account once: make bootstrap REPO=org/repo A
 bench: install ## Benchmarks (fan-out, Redis round trips, CPU per message, cold starts, zips, synth, end to end) into reports/bench.json
 	$(RUN) python -m bench
 
-cost: install ## Monthly cost of ENV's stack for a usage profile: make cost ENV=prod PROFILE=<file>
+cost: deps ## Monthly cost of ENV's stack for a usage profile: make cost ENV=prod PROFILE=<file>
 	$(RUN) python -m cost --env $(ENV) --profile "$(or $(PROFILE),cost/profiles/mid_size_school.toml)"
 
 clean: ## Remove build output (reports/ holds committed results and stays)

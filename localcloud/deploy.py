@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "--web-port", type=int, default=int(os.environ.get("CLASSWIRE_LOCAL_WEB_PORT", DEFAULT_WEB_PORT))
     )
     args = parser.parse_args(argv)
+    processes.end_with_parent()  # a SIGKILLed `make deploy` stops this deploy, and so everything it started
 
     def say(message: str) -> None:
         print(f"[deploy] {message}", flush=True)

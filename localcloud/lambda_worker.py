@@ -70,8 +70,13 @@ def main() -> None:
     task_root = os.environ["LAMBDA_TASK_ROOT"]
     # Behind the task root only the interpreter's own directories: the repository's editable install
     # (its .pth entries, outside the venv) must not fill in for what the zip lacks.
-    interpreter_dirs = tuple({sys.prefix, sys.base_prefix})
-    sys.path[:] = [task_root] + [p for p in sys.path if p.startswith(interpreter_dirs) and p != task_root]
+    interpreter_dirs = {sys.prefix, sys.base_prefix}
+    sys.path[:] = [task_root] + [
+        p
+        for p in sys.path
+        if p != task_root
+        and any(os.path.commonpath([p, d]) == d for d in interpreter_dirs if os.path.isabs(p))
+    ]
     os.chdir(task_root)
     module_name, _, function_name = os.environ["_HANDLER"].rpartition(".")
     try:

@@ -1,17 +1,19 @@
 """Child processes that never outlive the process that started them, even one killed with SIGKILL.
 
-The local cloud starts its servers in sessions of their own, so a Ctrl-C in the terminal reaches only the
-orchestrator, which then stops them in order. A SIGKILL gives it no such chance, so every child started
-here is also watched by a reaper: one small process per parent that holds a pipe from it. The pipe's end
-comes when the parent's life does, however that ends, and the reaper then ends every child still running
-(SIGTERM, then SIGKILL after a grace period). Children are tracked by pidfd, so a reused pid is never hit.
+Every child started here is watched by a reaper: one small process per parent that holds a pipe from it.
+The pipe's end comes when the parent's life does, however that ends, and the reaper then ends every child
+still running (SIGTERM, then SIGKILL after a grace period). Children are tracked by pidfd, so a reused pid is
+never hit, and a child that exits is forgotten at once. Servers start in sessions of their own, so a Ctrl-C
+in the terminal reaches only the orchestrator, which stops them in order; a foreground step (`run`) stays in
+the terminal's process group, so Ctrl-C reaches it as it would any command. Linux only (pidfd, /proc).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
-import select
+import selectors
 import signal
 import subprocess
 import sys
@@ -19,22 +21,23 @@ import threading
 import time
 
 GRACE_SECONDS = 3.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 _lock = threading.Lock()
 _reaper: subprocess.Popen | None = None
+_inherited: list[subprocess.Popen] = []
 
 
 def start_session(argv: list[str], **popen_options) -> subprocess.Popen:
     """`subprocess.Popen(argv, start_new_session=True, ...)`, reaped when this process ends."""
-    process = subprocess.Popen(argv, start_new_session=True, **popen_options)
-    watch(process.pid)
-    return process
+    return _start(argv, new_session=True, **popen_options)
 
 
 def run(argv: list[str], **run_options) -> subprocess.CompletedProcess:
     """`subprocess.run` for a step that must not go on after this process is killed (terraform apply)."""
     input_text = run_options.pop("input", None)
-    with start_session(argv, **run_options, stdin=subprocess.PIPE if input_text else None) as process:
+    process = _start(argv, new_session=False, stdin=subprocess.PIPE if input_text else None, **run_options)
+    with process:
         try:
             stdout, stderr = process.communicate(input_text)
         except BaseException:
@@ -43,57 +46,130 @@ def run(argv: list[str], **run_options) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
 
 
+def end_with_parent(signum: int = signal.SIGTERM) -> None:
+    """Have the kernel send this process `signum` when the process that started it ends, however it ends
+    (Linux's PR_SET_PDEATHSIG): `make deploy` killed with SIGKILL then stops the deploy, whose reaper
+    stops the rest. Run it straight from make (not through `uv run`, which would stay behind as the parent)."""
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signum) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # it ended before the request was in place
+        os.kill(os.getpid(), signum)
+
+
+def _start(argv: list[str], *, new_session: bool, **popen_options) -> subprocess.Popen:
+    process = subprocess.Popen(argv, start_new_session=new_session, **popen_options)
+    try:
+        watch(process.pid)
+    except BaseException:
+        process.kill()  # unwatched, it could outlive us: not started at all, then
+        process.wait()
+        raise
+    return process
+
+
 def watch(pid: int) -> None:
     """Have the reaper end `pid` when this process ends, unless it has ended by then."""
-    global _reaper
     start_time = _start_time(pid)
     if start_time is None:
         return  # already gone
+    line = f"{pid} {start_time}\n".encode()
     with _lock:
-        if _reaper is None or _reaper.poll() is not None:
-            _reaper = subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__)],  # needs nothing on sys.path
-                stdin=subprocess.PIPE,
-                start_new_session=True,  # neither a Ctrl-C nor the parent's group kill may end it first
-            )
-        assert _reaper.stdin is not None
-        _reaper.stdin.write(f"{pid} {start_time}\n".encode())
-        _reaper.stdin.flush()
+        try:
+            _send(line)
+        except BrokenPipeError:  # the reaper died (killed on its own): start another
+            _send(line)
+
+
+def _send(line: bytes) -> None:
+    global _reaper
+    if _reaper is None or _reaper.poll() is not None:
+        _reaper = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__)],  # needs nothing on sys.path
+            stdin=subprocess.PIPE,
+            start_new_session=True,  # neither a Ctrl-C nor the parent's group kill may end it first
+        )
+    assert _reaper.stdin is not None
+    _reaper.stdin.write(line)
+    _reaper.stdin.flush()
+
+
+def _forget_reaper_after_fork() -> None:
+    """A forked child does not keep its parent's reaper waiting: it closes its copy of the pipe, and
+    starts a reaper of its own if it starts children."""
+    global _reaper, _lock
+    if _reaper is not None:
+        if _reaper.stdin is not None:
+            _reaper.stdin.close()  # nothing is buffered: every write is flushed under the lock
+        _inherited.append(_reaper)  # not ours to wait for; kept so that collecting it does nothing
+    _reaper, _lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_reaper_after_fork)
 
 
 def _start_time(pid: int) -> str | None:
     """The process's start time in clock ticks (/proc/PID/stat field 22): with the pid, one process."""
     try:
-        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115 (read at once)
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
 
 
 def _reap() -> None:
-    """The reaper: reads `pid start_time` lines until EOF, then ends every watched process still alive."""
+    """The reaper: reads `pid start_time` lines until EOF, forgetting each child as it exits; then ends
+    every watched process still alive."""
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
-    watched: list[int] = []
-    for line in sys.stdin.buffer:
-        pid, start_time = line.split()
-        try:
-            pidfd = os.pidfd_open(int(pid))
-        except OSError:
-            continue
-        if _start_time(int(pid)) == start_time.decode():
-            watched.append(pidfd)
-        else:
+    events = selectors.DefaultSelector()  # epoll: no limit on how many children
+    events.register(0, selectors.EVENT_READ)
+    watched: set[int] = set()
+    pending = b""
+    while True:
+        ready = [key.fd for key, _ in events.select()]
+        for pidfd in (fd for fd in ready if fd != 0):  # exited
+            events.unregister(pidfd)
             os.close(pidfd)
+            watched.discard(pidfd)
+        if 0 not in ready:
+            continue
+        chunk = os.read(0, 65536)
+        if not chunk:
+            break
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            opened = _open(line)
+            if opened is not None:
+                events.register(opened, selectors.EVENT_READ)
+                watched.add(opened)
     for pidfd in watched:
         _signal(pidfd, signal.SIGTERM)
     deadline = time.monotonic() + GRACE_SECONDS
-    alive = list(watched)
-    while alive and time.monotonic() < deadline:
-        exited, _, _ = select.select(alive, [], [], max(0.0, deadline - time.monotonic()))
-        alive = [pidfd for pidfd in alive if pidfd not in exited]
-    for pidfd in alive:
+    events.unregister(0)
+    while watched and (left := deadline - time.monotonic()) > 0:
+        for key, _ in events.select(left):
+            events.unregister(key.fd)
+            watched.discard(key.fd)
+    for pidfd in watched:
         _signal(pidfd, signal.SIGKILL)
+
+
+def _open(line: bytes) -> int | None:
+    """A pidfd for `pid start_time`, if that very process is still there."""
+    pid, start_time = line.split()
+    try:
+        pidfd = os.pidfd_open(int(pid))
+    except ProcessLookupError:
+        return None  # gone already
+    except OSError as error:
+        print(f"localcloud reaper: cannot watch pid {int(pid)}: {error}", file=sys.stderr, flush=True)
+        return None
+    if _start_time(int(pid)) != start_time.decode():
+        os.close(pidfd)  # the pid was reused: not ours
+        return None
+    return pidfd
 
 
 def _signal(pidfd: int, signum: int) -> None:

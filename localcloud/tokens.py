@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jwt
 
+from classwire.roles import ROLES, STUDENT
 from classwire_infra.paths import ROOT
 
 STATE_DIR = ROOT / ".local"
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Print a token for the local cloud (last line of output).")
     parser.add_argument("--user", required=True)
     parser.add_argument("--classroom", required=True)
-    parser.add_argument("--role", choices=("teacher", "student"), default="student")
+    parser.add_argument("--role", choices=ROLES, default=STUDENT)
     parser.add_argument("--name", default="")
     args = parser.parse_args(argv)
     from classwire_infra.config import load

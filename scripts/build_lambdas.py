@@ -141,10 +141,13 @@ def target_for(env: str, architecture: str | None = None, runtime: str | None = 
 
 
 # -- dependencies ------------------------------------------------------------------------------------
-def _uv() -> str:
-    uv = os.environ.get("UV") or shutil.which("uv")
+def uv_binary() -> str:
+    """The project's uv: UV (the Makefile exports it), else the one `make install` put in .venv-tools,
+    else one on PATH."""
+    installed = ROOT / ".venv-tools" / "bin" / "uv"
+    uv = os.environ.get("UV") or (str(installed) if installed.exists() else shutil.which("uv"))
     if not uv:
-        raise BuildError("uv is not on PATH and UV names none (`make install` installs it)")
+        raise BuildError("no uv: run `make install` (it installs the pinned one into .venv-tools)")
     return uv
 
 
@@ -161,7 +164,7 @@ def export_requirements() -> str:
     """The `lambda` group as uv.lock pins it, with every wheel's hash."""
     return _run(
         [
-            _uv(),
+            uv_binary(),
             "export",
             "--frozen",
             "--only-group",
@@ -211,7 +214,7 @@ def install_dependencies(target: Target, cache_dir: Path, use_cache: bool = True
         site = work / "site"
         _run(
             [
-                _uv(),
+                uv_binary(),
                 "pip",
                 "install",
                 "--no-config",

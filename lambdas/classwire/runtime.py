@@ -122,7 +122,12 @@ def read_secret(secret_arn: str) -> str:
     return boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
 
 
+# Everything above that an execution environment builds once (tests/handlers/test_log_context.py checks
+# that no cached builder is missing here).
+CACHED = (settings, redis_client, management_api, classroom_store, token_verifier)
+
+
 def reset() -> None:
     """Forget what this execution environment built, as a new one would start (tests change settings)."""
-    for cached in (settings, redis_client, management_api, classroom_store, token_verifier):
+    for cached in CACHED:
         cached.cache_clear()

@@ -547,3 +547,9 @@ def test_package_hash_is_the_base64_sha256_of_the_bytes(placeholder_zip):
     assert (
         code.sha256_base64 == base64.b64encode(hashlib.sha256(placeholder_zip.read_bytes()).digest()).decode()
     )
+
+
+def test_the_resource_assertion_fails_when_no_resource_matches(stacks):
+    assert_has_resource(stacks["dev"].text, "aws_vpc", {"enable_dns_support": True})
+    with pytest.raises(AssertionError, match="no aws_vpc has"):
+        assert_has_resource(stacks["dev"].text, "aws_vpc", {"cidr_block": "192.0.2.0/32"})

@@ -111,3 +111,41 @@ def test_make_deploy_serves_the_applied_stack_and_stops_cleanly_on_ctrl_c():
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_sigkilled_make_deploy_leaves_nothing_running():
+    # Killed mid-apply: redis-server, the emulator, terraform and its provider are all running then.
+    port, web_port = free_port(), free_port()
+    outer = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    env = {**outer, "CLASSWIRE_LOCAL_PORT": str(port), "CLASSWIRE_LOCAL_WEB_PORT": str(web_port)}
+    make = subprocess.Popen(
+        ["make", "--no-print-directory", "deploy"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # a session of its own, as a terminal would give it
+    )
+    try:
+        assert make.stdout is not None
+        lines = []
+        for line in make.stdout:
+            lines.append(line)
+            if "terraform apply" in line:
+                break
+        else:
+            raise AssertionError("make deploy ended before its apply:\n" + "".join(lines[-40:]))
+        time.sleep(3)  # into the apply
+        started = descendants(make.pid)
+        assert len(started) >= 3, started  # the deploy, redis-server, the emulator, terraform, ...
+        make.send_signal(signal.SIGKILL)
+        make.wait()
+        deadline = time.monotonic() + 30
+        while alive(started) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert alive(started) == set(), "left running after make deploy was SIGKILLed"
+    finally:
+        if make.poll() is None:
+            make.kill()
+            make.wait()

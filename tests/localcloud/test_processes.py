@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -99,3 +100,99 @@ def test_run_returns_what_the_command_printed_and_its_exit_code():
         text=True,
     )
     assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
+
+
+def test_children_that_exited_are_forgotten_so_a_long_life_of_them_still_reaps_the_last():
+    # More children than select() could ever watch (1,024 descriptors), all gone before the last starts;
+    # the last one ignores SIGTERM, so only the SIGKILL after the grace period ends it.
+    holder, [stubborn_pid] = start_holder(
+        """
+        import time
+        from localcloud import processes
+        for _ in range(4):  # each batch lives long enough for the reaper to open its pidfds
+            batch = [processes.start_session(["sleep", "0.5"]) for _ in range(275)]
+            for child in batch:
+                child.wait()
+        print(processes.start_session(["sh", "-c", "trap '' TERM; exec sleep 120"]).pid)
+        print("ready", flush=True)
+        time.sleep(120)
+        """
+    )
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert wait_gone(stubborn_pid), "the last child outlived its parent"
+
+
+def test_a_forked_child_does_not_keep_the_reaper_waiting():
+    holder, [sleeper_pid, forked_pid] = start_holder(
+        """
+        import os, time
+        from localcloud import processes
+        print(processes.start_session(["sleep", "120"]).pid)
+        forked = os.fork()
+        if forked == 0:
+            time.sleep(120)
+            os._exit(0)
+        print(forked)
+        print("ready", flush=True)
+        time.sleep(120)
+        """
+    )
+    try:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        assert running(forked_pid)  # alive, with its copy of everything the holder had open
+        assert wait_gone(sleeper_pid), "the holder's child waited for its fork to end"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(forked_pid, signal.SIGKILL)
+
+
+def test_a_reaper_that_died_is_replaced_for_the_children_after_it():
+    holder, [replaced_pid] = start_holder(
+        """
+        import time
+        from localcloud import processes
+        processes.start_session(["true"]).wait()
+        processes._reaper.kill()  # the reaper dies on its own: the next child gets a new one
+        processes._reaper.wait()
+        print(processes.start_session(["sleep", "120"]).pid)
+        print("ready", flush=True)
+        time.sleep(120)
+        """
+    )
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert wait_gone(replaced_pid), "a child watched after the reaper died outlived its parent"
+
+
+def test_a_foreground_step_stays_in_the_terminals_process_group():
+    result = processes.run(["sh", "-c", "ps -o pgid= -p $$"], stdout=subprocess.PIPE, text=True)
+    assert int(result.stdout) == os.getpgid(0)  # so a Ctrl-C in the terminal reaches it
+
+
+def test_a_process_that_ends_with_its_parent_takes_its_children_along(tmp_path):
+    # The holder plays `make`: the deploy-like child asked to end with it, and started a redis-server.
+    child_script = tmp_path / "deploy_like.py"
+    child_script.write_text(
+        "import time\n"
+        "from localcloud import processes\n"
+        "from localcloud.cache import RedisServer\n"
+        "processes.end_with_parent()\n"
+        "print(RedisServer().start().process.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    holder, [child_pid, redis_pid] = start_holder(
+        f"""
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, {str(child_script)!r}], stdout=subprocess.PIPE, text=True)
+        print(child.pid)
+        print(child.stdout.readline().strip())
+        print("ready", flush=True)
+        time.sleep(120)
+        """
+    )
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert wait_gone(child_pid), "the child outlived the parent it asked to end with"
+    assert wait_gone(redis_pid), "its redis-server outlived it"

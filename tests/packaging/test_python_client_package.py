@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import zipfile
 
 import pytest
 
 from classwire_infra.paths import ROOT
+from scripts.build_lambdas import uv_binary
 
 pytestmark = pytest.mark.slow
 
 
 def test_the_client_wheel_holds_only_the_client_and_works_in_a_fresh_environment(tmp_path):
-    uv = os.environ.get("UV", "uv")
+    uv = uv_binary()
     subprocess.run(
         [uv, "build", "--wheel", "--out-dir", str(tmp_path), str(ROOT / "clients" / "python")],
         check=True,
