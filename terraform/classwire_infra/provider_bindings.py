@@ -25,6 +25,28 @@ CHECKED_VERSION = "19.65.1"
 JSII_MODULE = "@cdktf/provider-aws"
 
 
+class _LazyBindings(ModuleType):
+    """The package without its root `__init__`: submodules load on import (or on attribute access), and
+    jsii learns where each lives once the first of them has loaded jsii (through `._jsii`), so that merely
+    importing classwire_infra costs no jsii import."""
+
+    _submodules: tuple[str, ...] = ()
+
+    def __getattr__(self, name: str) -> ModuleType:  # PEP 562: `cdktf_cdktf_provider_aws.vpc`
+        if name in self._submodules:
+            return importlib.import_module(f"{PACKAGE}.{name}")
+        raise AttributeError(f"module {PACKAGE!r} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        super().__setattr__(name, value)
+        if name == "_jsii":  # the import system binds `._jsii` here once it has loaded
+            import jsii._reference_map as jsii_types
+
+            jsii_types._submodule_fqn_map.update(
+                {f"{JSII_MODULE}.{_jsii_name(n)}": f"{PACKAGE}.{n}" for n in self._submodules}
+            )
+
+
 def install() -> bool:
     """Make the bindings lazy, if they are the checked release and not imported yet; True if it did."""
     if PACKAGE in sys.modules or importlib.metadata.version(DISTRIBUTION) != CHECKED_VERSION:
@@ -33,20 +55,10 @@ def install() -> bool:
     if spec is None or spec.origin is None:
         return False
     with open(spec.origin, encoding="utf-8") as root:
-        submodules = re.findall(r"^from \. import (\w+)$", root.read(), re.MULTILINE)
-    import jsii._reference_map as jsii_types
-
-    jsii_types._submodule_fqn_map.update(
-        {f"{JSII_MODULE}.{_jsii_name(name)}": f"{PACKAGE}.{name}" for name in submodules}
-    )
+        submodules = tuple(re.findall(r"^from \. import (\w+)$", root.read(), re.MULTILINE))
     package = importlib.util.module_from_spec(spec)  # its __path__ is set: submodule imports work
-
-    def submodule(name: str) -> ModuleType:  # PEP 562: `cdktf_cdktf_provider_aws.vpc` as an attribute
-        if name in submodules:
-            return importlib.import_module(f"{PACKAGE}.{name}")
-        raise AttributeError(f"module {PACKAGE!r} has no attribute {name!r}")
-
-    package.__dict__.update(__getattr__=submodule, __all__=submodules)
+    package.__class__ = _LazyBindings
+    package.__dict__.update(_submodules=submodules, __all__=list(submodules))
     sys.modules[PACKAGE] = package
     return True
 
