@@ -22,9 +22,24 @@ export type EventData = {} | null;
  * A persistent event, as logged by the server and delivered by {@link ClasswireClientOptions.onEvent}
  * strictly in `seq` order, exactly once.
  */
-export interface PersistentEvent {
+/** What every event frame carries, persistent or volatile. */
+export interface EventFrame {
   readonly type: "event";
   readonly classroom: string;
+  /** The sender's user id (its token's `sub`). */
+  readonly from: string;
+  readonly role: Role;
+  /** The sender's display name (`""` when its token has none). */
+  readonly name: string;
+  /** The event name: `chat`, `stroke`, `erase`, `clear`, `end`, `join`, `leave`, `cursor`, ... */
+  readonly event: string;
+  /** Whatever the sender sent; for `join`/`leave` a {@link MembershipData}. */
+  readonly data: unknown;
+  /** Server time of the event (a persistent one: of its append), in ms since the epoch. */
+  readonly ts: number;
+}
+
+export interface PersistentEvent extends EventFrame {
   /** Per classroom it starts at 1 and rises by exactly 1 per persistent event (`join`/`leave` included). */
   readonly seq: number;
   /** This event's id. */
@@ -35,17 +50,6 @@ export interface PersistentEvent {
   readonly epoch: string;
   /** The sender's client id (see {@link ClasswireClient.send}); `null` for the server's `join`/`leave`. */
   readonly id: string | null;
-  /** The sender's user id (its token's `sub`). */
-  readonly from: string;
-  readonly role: Role;
-  /** The sender's display name (`""` when its token has none). */
-  readonly name: string;
-  /** The event name: `chat`, `stroke`, `erase`, `clear`, `end`, `join`, `leave`, ... */
-  readonly event: string;
-  /** Whatever the sender sent; for `join`/`leave` a {@link MembershipData}. */
-  readonly data: unknown;
-  /** Server time of the append, in ms since the epoch. */
-  readonly ts: number;
 }
 
 /** The `data` of the server's `join` and `leave` events. */
@@ -60,16 +64,9 @@ export interface MembershipData {
  * A volatile event (`cursor` by default): no `seq`, `eid`, `prev` or `epoch`, not logged, best effort;
  * delivered by {@link ClasswireClientOptions.onVolatile} as it arrives.
  */
-export interface VolatileEvent {
-  readonly type: "event";
-  readonly classroom: string;
+export interface VolatileEvent extends EventFrame {
+  /** The sender's client id. */
   readonly id: string;
-  readonly from: string;
-  readonly role: Role;
-  readonly name: string;
-  readonly event: string;
-  readonly data: unknown;
-  readonly ts: number;
 }
 
 /**

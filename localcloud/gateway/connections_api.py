@@ -11,7 +11,6 @@ own host and port, answered with API Gateway's statuses and error shapes.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import email.utils
 import http
@@ -26,13 +25,14 @@ from websockets.exceptions import ConnectionClosed
 
 from localcloud import draw_fault
 from localcloud.gateway.connection import CLOSED_NORMALLY
+from localcloud.gateway.quotas import ChildArgument
 
 if TYPE_CHECKING:
     from localcloud.gateway.data_plane import Gateway
 
 
 @dataclass(frozen=True)
-class PostFaults:
+class PostFaults(ChildArgument):
     """`@connections` POSTs answered as a struggling API Gateway would, for fault tests: throttled (429),
     failed (500) or not answered for `hang_seconds` (past the caller's timeout), each with its probability
     from a seeded generator. Such a frame is not delivered."""
@@ -42,13 +42,6 @@ class PostFaults:
     hung: float = 0.0
     hang_seconds: float = 5.0
     seed: int = 0
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> PostFaults:
-        return cls(**json.loads(text))
 
 
 class ConnectionsApi:
