@@ -369,8 +369,8 @@ export interface ClasswireEnvironment {
 export interface ClasswireClientOptions extends ClasswireTunables, ClasswireCallbacks, ClasswireEnvironment {
   /**
    * `ws(s)://host/stage`: an absolute URL; the client adds `token`, `classroom` and, when reopening,
-   * `reopen=1` to its query string. It is parsed only when connecting, outside any error handling: an
-   * invalid URL escapes as an unhandled rejection and `connect()` never settles.
+   * `reopen=1` to its query string. It is parsed when connecting: an invalid URL fails `connect()` at once
+   * with `connect_failed` (status `failed`).
    */
   url: string;
   /**
@@ -490,7 +490,8 @@ export declare class ClasswireClient {
   /**
    * Opens the connection; resolves once caught up (`live`), at once if it is. Reconnects on its own
    * until {@link close}. Rejects with {@link ClasswireError} `ended` (the class ended), `closed`
-   * ({@link close} was called meanwhile) or `connect_failed` (never got in).
+   * ({@link close} was called meanwhile) or `connect_failed` (never got in, or an invalid `url`). After a
+   * {@link close}, it connects again (an open still fetching its token goes on).
    */
   connect(): Promise<void>;
 

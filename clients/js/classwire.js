@@ -169,11 +169,12 @@ export class ClasswireClient {
     if (this.ended) return Promise.reject(new ClasswireError("ended", "the class has ended"));
     const done = new Promise((resolve, reject) => this._connectWaiters.push({ resolve, reject }));
     if (this.status === "live") this._settleConnect(null);
-    else if (!this._ws && !this._timers.reconnect && !this._opening) {
+    else if (!this._ws && !this._timers.reconnect) {
       this._closing = false;
       this._attempt = 0;
       this._setStatus("connecting");
-      this._openSocket();
+      // An open still awaiting its token (from before a close()) goes on, now that closing is off.
+      if (!this._opening) this._openSocket();
     }
     return done;
   }
@@ -269,7 +270,17 @@ export class ClasswireClient {
       this._opening = false;
     }
     if (this._closing || this.ended) return;
-    const url = new URL(this.options.url);
+    let url;
+    try {
+      url = new URL(this.options.url);
+    } catch (error) {
+      // No retry mends a malformed URL: fail at once, as after the last attempt.
+      const failure = new ClasswireError("connect_failed", `invalid url: ${String(error?.message ?? error)}`);
+      this._setStatus("failed");
+      this._closing = true;
+      this._failPending(failure);
+      return;
+    }
     url.searchParams.set("token", token);
     url.searchParams.set("classroom", this.options.classroom);
     if (this._reopen) url.searchParams.set("reopen", "1");

@@ -640,6 +640,29 @@ describe("connection", () => {
     assert.equal(FakeSocket.instances.length, 2);
   });
 
+  it("a malformed url fails connect() at once with connect_failed (no retry can mend it)", async () => {
+    const h = harness({ url: "not a url" });
+    await assert.rejects(h.client.connect(), (error) => error.code === "connect_failed" && /invalid url/.test(error.message));
+    assert.equal(h.client.status, "failed");
+    assert.equal(FakeSocket.instances.length, 0);
+  });
+
+  it("close() then connect() while the token is still being fetched goes on and connects", async () => {
+    let release;
+    const h = harness({ token: () => new Promise((resolve) => (release = resolve)) });
+    const first = h.client.connect();
+    await tick();
+    h.client.close();
+    await assert.rejects(first, (error) => error.code === "closed");
+    const second = h.client.connect();
+    release(jwt({ sub: "alice" }));
+    await tick();
+    h.socket().accept();
+    h.socket().deliver(page([]));
+    await second;
+    assert.equal(h.client.status, "live");
+  });
+
   it("connects with token and classroom in the query string; a token function is called per connection", async () => {
     let calls = 0;
     const h = harness({
