@@ -30,5 +30,5 @@ def test_every_line_names_its_invocation_and_keys_do_not_outlive_it(stub, log_li
 def test_reset_forgets_every_builder_the_runtime_caches():
     from classwire import runtime
 
-    cached = {name for name, value in vars(runtime).items() if hasattr(value, "cache_clear")}
-    assert cached == {builder.__name__ for builder in runtime.CACHED}
+    cached = {value for value in vars(runtime).values() if hasattr(value, "cache_clear")}
+    assert cached == set(runtime.CACHED)

@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TypeGuard
+from typing import Literal, TypeGuard, overload
 from urllib.parse import urlencode
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -164,6 +164,18 @@ class ClasswireClient:
         await asyncio.wait_for(self._first_connect, timeout)
         return self
 
+    @overload
+    async def send(
+        self, event: str, data: object, *, persistent: Literal[True] = True, id: str | None = None
+    ) -> dict: ...
+    @overload
+    async def send(
+        self, event: str, data: object, *, persistent: Literal[False], id: str | None = None
+    ) -> None: ...
+    @overload
+    async def send(
+        self, event: str, data: object, *, persistent: bool, id: str | None = None
+    ) -> dict | None: ...
     async def send(
         self, event: str, data: object, *, persistent: bool = True, id: str | None = None
     ) -> dict | None:
