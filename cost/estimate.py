@@ -160,11 +160,16 @@ def _event_frames(profile: UsageProfile, connections: float, room: float) -> _Ev
             client_send_bytes(name, data, ids),
             event_frame_bytes(name, data, persistent, ids),
         )
+        # A persistent event goes to everyone in the room, the sender included (its copy is its ack); a
+        # volatile one to everyone but its sender.
+        receivers = room if persistent else room - 1
         sends += frames
-        deliveries += frames * room  # everyone in the room, the sender included (its copy is its ack)
+        deliveries += frames * receivers
         inbound_units += frames * metered_units(frame_in)
-        outbound_units += frames * room * metered_units(frame_out)
-        nat_bytes += frames * room * (frame_out + net.post_request_overhead_bytes + net.post_response_bytes)
+        outbound_units += frames * receivers * metered_units(frame_out)
+        nat_bytes += (
+            frames * receivers * (frame_out + net.post_request_overhead_bytes + net.post_response_bytes)
+        )
         redis_bytes += frames * (
             net.redis_request_overhead_bytes + data + frame_out + room * net.redis_reply_bytes_per_member
         )

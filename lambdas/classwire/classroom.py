@@ -248,10 +248,15 @@ class ClassroomService:
         if result.status == "duplicate":
             return self._resent(member, request, result, published)
         if not event_type.persistent:
-            frame = self._volatile_frame(member, request, result.server_ms)
-            published = Published([*published.frames, frame], published.connection_ids)
-        else:
-            self.metric(EVENTS_PUBLISHED, "Count", 1)
+            if published.frames:  # leaves of members the relay found gone: to everyone
+                self.deliver(member.classroom_id, published)
+            # Not back to its sender: a volatile event acknowledges nothing (one delivery fewer per event).
+            volatile = Published(
+                [self._volatile_frame(member, request, result.server_ms)], published.connection_ids
+            )
+            self.deliver(member.classroom_id, volatile, exclude=member.connection_id)
+            return None
+        self.metric(EVENTS_PUBLISHED, "Count", 1)
         self.deliver(member.classroom_id, published)
         if event_type.closes_class:
             self.close_connections(member.classroom_id, published.connection_ids)

@@ -152,12 +152,13 @@ def test_fixed_components_by_hand(small):
 def test_messages_connection_minutes_and_nat_bytes_by_hand(small):
     _, _, result = small
     quantity = {line.component: line.quantity for line in result.lines}
-    # 100 members, 10 per room: chat 1/s, strokes 2/s, cursors 5/s in; each delivered to its 10 members;
-    # a ping every 60 s per member, each answered by a pong.
-    sends = 100 * (0.01 + 0.02 + 0.05)
+    # 100 members, 10 per room: chat 1/s, strokes 2/s, cursors 5/s in; chat and strokes delivered to the
+    # room's 10 members, cursors (volatile) to the 9 others; a ping every 60 s per member, answered by a pong.
+    persistent, volatile = 100 * (0.01 + 0.02), 100 * 0.05
+    sends = persistent + volatile
     pings = 100 / 60
     assert quantity["API Gateway messages"] == pytest.approx(
-        ACTIVE_SECONDS * (sends + sends * 10 + 2 * pings)
+        ACTIVE_SECONDS * (sends + persistent * 10 + volatile * 9 + 2 * pings)
     )
     assert result.by_component()["API Gateway messages"] == pytest.approx(
         quantity["API Gateway messages"] / 1e6 * 1.00
@@ -177,7 +178,7 @@ def test_messages_connection_minutes_and_nat_bytes_by_hand(small):
     assert cursor == event_frame_bytes("cursor", 25, True, ids) - len(
         ',"seq":123456,"eid":"9f2c0a1b3d4e5f60","prev":"9f2c0a1b3d4e5f60"'
     )
-    per_second = 10 * (1 * (len(chat) + 2000) + 2 * (stroke + 2000) + 5 * (cursor + 2000))
+    per_second = 10 * (1 * (len(chat) + 2000) + 2 * (stroke + 2000)) + 9 * 5 * (cursor + 2000)
     assert quantity["NAT data processing (fan-out to @connections)"] == pytest.approx(
         per_second * ACTIVE_SECONDS / 1024**3
     )
@@ -341,4 +342,19 @@ def test_each_lever_changes_exactly_its_components(prices, small):
     cursors = results["(a)"].changed_components()
     assert "NAT data processing (fan-out to @connections)" in cursors  # logged frames carry seq, eid, prev
     assert not set(cursors) & fixed
-    assert "API Gateway messages" not in cursors  # still one 32 KB unit per frame
+    # A logged cursor is acknowledged, so it goes back to its sender too: one message more per cursor.
+    assert cursors["API Gateway messages"] > 0
+
+
+def test_the_profiles_ping_as_often_as_the_clients_send_telemetry():
+    import tomllib
+
+    from classwire.settings import TELEMETRY_INTERVAL_SECONDS
+
+    js = (ROOT / "clients" / "js" / "classwire.js").read_text()
+    py = (ROOT / "clients" / "python" / "classwire_client" / "__init__.py").read_text()
+    assert f"telemetryIntervalMs: {TELEMETRY_INTERVAL_SECONDS}_000" in js
+    assert f"telemetry_interval: float | None = {TELEMETRY_INTERVAL_SECONDS}.0" in py
+    for path in sorted((ROOT / "cost" / "profiles").glob("*.toml")):
+        profile = tomllib.loads(path.read_text())
+        assert profile["ping_interval_seconds"] == TELEMETRY_INTERVAL_SECONDS, path.name

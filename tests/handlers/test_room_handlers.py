@@ -44,6 +44,22 @@ def test_send_fans_out_to_the_classroom_only_and_the_sender_gets_its_copy_as_ack
     assert frames_to(stub, OUTSIDER) == []
 
 
+def test_a_volatile_event_reaches_the_others_but_not_its_sender(stub):
+    join(TEACHER, STUDENT, OUTSIDER)
+    sams_tablet = Caller("S2tAbl3tC0nnId=", "sam", "student", "room-1", "Sam")
+    join(sams_tablet)
+    stub.reset()
+    assert send(STUDENT, {"action": "send", "id": "v1", "event": "cursor", "data": {"x": 1}}) == {
+        "statusCode": 200
+    }
+    (cursor,) = frames_to(stub, TEACHER)
+    assert (cursor["event"], cursor["from"], cursor["data"]) == ("cursor", "sam", {"x": 1})
+    assert "seq" not in cursor
+    assert [f["event"] for f in frames_to(stub, sams_tablet)] == ["cursor"]  # the user's other connection
+    assert frames_to(stub, STUDENT) == []  # it would acknowledge nothing
+    assert frames_to(stub, OUTSIDER) == []
+
+
 def test_two_way_routes_answer_in_the_response_body(stub):
     join(TEACHER, STUDENT)
     roster = json.loads(send(TEACHER, {"action": "who"})["body"])
