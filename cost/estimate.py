@@ -331,8 +331,12 @@ def log_volume(stack: StackFacts, profile: UsageProfile, traffic: Traffic, usage
             if function in ("connect", "disconnect")
             else (logs.app_bytes_per_message if function == "message" else 0)
         )
-        events = 3 + (1 if app else 0)  # start + report platform lines, one EMF line, the app line
-        line_bytes = logs.platform_bytes_per_invocation + logs.emf_bytes_per_invocation + app
+        # Start and report platform lines (unless the system log level is WARN), one EMF line, the app line.
+        platform = stack.functions[function].platform_lines
+        events = (2 if platform else 0) + 1 + (1 if app else 0)
+        line_bytes = (
+            (logs.platform_bytes_per_invocation if platform else 0) + logs.emf_bytes_per_invocation + app
+        )
         lambda_bytes[function] = (
             per_second * t.active_seconds * (line_bytes + events * LOG_EVENT_OVERHEAD_BYTES)
         )

@@ -27,6 +27,8 @@ class FunctionFacts:
     memory_mb: int
     architecture: str
     retention_days: int | None
+    # Lambda writes its start and report lines only at a system log level of INFO or DEBUG.
+    platform_lines: bool = True
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class StackFacts:
                 memory_mb=int(function.get("memory_size", 128)),
                 architecture=(function.get("architectures") or ["x86_64"])[0],
                 retention_days=retention((function.get("logging_config") or {}).get("log_group")),
+                platform_lines=(function.get("logging_config") or {}).get("system_log_level", "INFO")
+                in ("INFO", "DEBUG"),
             )
         groups = block("aws_elasticache_replication_group")
         if len(groups) != 1:

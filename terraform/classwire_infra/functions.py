@@ -181,7 +181,15 @@ class Functions(Construct):
                 kms_key_arn=kms_key_arn,
                 vpc_config=LambdaFunctionVpcConfig(subnet_ids=subnet_ids, security_group_ids=groups),
                 tracing_config=LambdaFunctionTracingConfig(mode="Active"),
-                logging_config=LambdaFunctionLoggingConfig(log_format="JSON", log_group=log_group.name),
+                logging_config=LambdaFunctionLoggingConfig(
+                    log_format="JSON",
+                    log_group=log_group.name,
+                    # The platform's start and report lines are INFO: at WARN they are not written (its
+                    # own metrics stay). The application level stays INFO: Lambda counts a JSON line
+                    # without a level, as every EMF metric line is, as INFO.
+                    system_log_level="WARN",
+                    application_log_level="INFO",
+                ),
                 depends_on=[log_group, policy, *attachments],
             )
             self.functions[spec.name] = function

@@ -10,7 +10,7 @@ import tomllib
 import pytest
 
 from classwire_infra.paths import ROOT
-from cost.estimate import FIXED, estimate
+from cost.estimate import FIXED, LOG_EVENT_OVERHEAD_BYTES, estimate
 from cost.frames import event_frame_bytes, metered_units
 from cost.levers import levers
 from cost.profile import DEFAULT_PROFILE, UsageProfile, build, load_profile
@@ -358,3 +358,25 @@ def test_the_profiles_ping_as_often_as_the_clients_send_telemetry():
     for path in sorted((ROOT / "cost" / "profiles").glob("*.toml")):
         profile = tomllib.loads(path.read_text())
         assert profile["ping_interval_seconds"] == TELEMETRY_INTERVAL_SECONDS, path.name
+
+
+def test_platform_log_lines_are_priced_only_below_a_warn_system_log_level(prices):
+    document = synthetic_stack()
+    info = estimate(StackFacts.from_json(document, name="info"), synthetic_profile(), prices)
+    for function in document["resource"]["aws_lambda_function"].values():
+        function["logging_config"]["system_log_level"] = "WARN"
+    warn = estimate(StackFacts.from_json(document, name="warn"), synthetic_profile(), prices)
+    ingested = "CloudWatch Logs ingestion: Lambda"
+    quantity = {line.component: line.quantity for line in info.lines}[ingested]
+    saved = quantity - {line.component: line.quantity for line in warn.lines}[ingested]
+    profile = synthetic_profile()
+    invocations = {line.component: line.quantity for line in info.lines}["Lambda requests"]
+    per_invocation = profile.logs.platform_bytes_per_invocation + 2 * LOG_EVENT_OVERHEAD_BYTES
+    assert saved == pytest.approx(invocations * per_invocation / 1024**3)
+    assert warn.total < info.total
+
+
+def test_the_stacks_drop_the_platform_lines(synthesized):
+    for name, document in synthesized.items():
+        facts = StackFacts.from_json(document, name=name)
+        assert facts.functions and not any(f.platform_lines for f in facts.functions.values())

@@ -271,6 +271,15 @@ def test_every_log_group_has_retention_and_encryption(stacks, env):
         assert group["kms_key_id"].startswith("${aws_kms_key.")
     for function in stacks[env].resources("aws_lambda_function").values():
         assert function["logging_config"]["log_group"].startswith("${aws_cloudwatch_log_group.functions_")
+        # JSON, so that the levels apply: no platform start/report lines; application lines (EMF) stay.
+        assert {
+            k: function["logging_config"][k]
+            for k in ("log_format", "system_log_level", "application_log_level")
+        } == {
+            "log_format": "JSON",
+            "system_log_level": "WARN",
+            "application_log_level": "INFO",
+        }
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
