@@ -133,9 +133,9 @@ def render_markdown(
         "",
         "- Usage: every number in the profile, each explained in a comment there. Rates are school-day averages; "
         "outside school hours nothing is connected.",
-        "- Every client frame is one inbound message and one `message` invocation; every delivery (the sender's "
-        "own copy, its acknowledgement, included) is one outbound message and one `@connections` POST through "
-        "the NAT; pong, sync and roster replies return through the route response (no NAT). `$connect` and "
+        "- Every client frame is one inbound message and one `message` invocation; every delivery (a persistent "
+        "event's own copy to its sender, its acknowledgement, included; a volatile event goes to the room but "
+        "its sender) is one outbound message and one `@connections` POST through the NAT; pong, sync and roster replies return through the route response (no NAT). `$connect` and "
         "`$disconnect` are not metered as messages; they invoke the authorizer, `connect` and `disconnect`.",
         "- NAT bytes per delivery: the frame plus the profile's HTTP request overhead (SigV4 headers, session "
         "token) and response. Traffic from the NAT to the in-region `execute-api` endpoint has no data-transfer-out "

@@ -26,6 +26,7 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _lock = threading.Lock()
 _reaper: subprocess.Popen | None = None
 _inherited: list[subprocess.Popen] = []
+_watched: list[bytes] = []  # every `pid start_time` line this process has sent its reaper
 
 
 def start_session(argv: list[str], **popen_options) -> subprocess.Popen:
@@ -34,7 +35,8 @@ def start_session(argv: list[str], **popen_options) -> subprocess.Popen:
 
 
 def run(argv: list[str], **run_options) -> subprocess.CompletedProcess:
-    """`subprocess.run` for a step that must not go on after this process is killed (terraform apply)."""
+    """`subprocess.run` for a step that must not go on after this process is killed (terraform apply).
+    Its options are Popen's plus `input` (not `check`, `timeout` or `capture_output`)."""
     input_text = run_options.pop("input", None)
     process = _start(argv, new_session=False, stdin=subprocess.PIPE if input_text else None, **run_options)
     with process:
@@ -76,9 +78,11 @@ def watch(pid: int) -> None:
         return  # already gone
     line = f"{pid} {start_time}\n".encode()
     with _lock:
+        _watched.append(line)
         try:
             _send(line)
-        except BrokenPipeError:  # the reaper died (killed on its own): start another
+        except BrokenPipeError:  # the reaper died (killed on its own): another one takes over everything
+            _stop_reaper()
             _send(line)
 
 
@@ -90,9 +94,20 @@ def _send(line: bytes) -> None:
             stdin=subprocess.PIPE,
             start_new_session=True,  # neither a Ctrl-C nor the parent's group kill may end it first
         )
+        line = b"".join(_watched)  # a new reaper learns of every child so far (it skips the ones gone)
     assert _reaper.stdin is not None
     _reaper.stdin.write(line)
     _reaper.stdin.flush()
+
+
+def _stop_reaper() -> None:
+    global _reaper
+    if _reaper is not None:
+        _reaper.kill()
+        _reaper.wait()
+        if _reaper.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                _reaper.stdin.close()
 
 
 def _forget_reaper_after_fork() -> None:
@@ -104,6 +119,7 @@ def _forget_reaper_after_fork() -> None:
             _reaper.stdin.close()  # nothing is buffered: every write is flushed under the lock
         _inherited.append(_reaper)  # not ours to wait for; kept so that collecting it does nothing
     _reaper, _lock = None, threading.Lock()
+    _watched.clear()
 
 
 os.register_at_fork(after_in_child=_forget_reaper_after_fork)

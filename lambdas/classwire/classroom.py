@@ -209,7 +209,6 @@ class ClassroomService:
                 action=action,
             ),
         )
-        return
 
     def _close_with(self, member: Member, frame: str) -> None:
         """Tells the connection why, then closes it (the reply of a closed connection would go nowhere)."""
@@ -248,13 +247,9 @@ class ClassroomService:
         if result.status == "duplicate":
             return self._resent(member, request, result, published)
         if not event_type.persistent:
-            if published.frames:  # leaves of members the relay found gone: to everyone
-                self.deliver(member.classroom_id, published)
             # Not back to its sender: a volatile event acknowledges nothing (one delivery fewer per event).
-            volatile = Published(
-                [self._volatile_frame(member, request, result.server_ms)], published.connection_ids
-            )
-            self.deliver(member.classroom_id, volatile, exclude=member.connection_id)
+            frame = self._volatile_frame(member, request, result.server_ms)
+            self.deliver(member.classroom_id, published, relayed=(frame, member.connection_id))
             return None
         self.metric(EVENTS_PUBLISHED, "Count", 1)
         self.deliver(member.classroom_id, published)
@@ -359,16 +354,28 @@ class ClassroomService:
         )
 
     # -- fan-out ---------------------------------------------------------------------------------
-    def deliver(self, classroom_id: str, published: Published, exclude: str | None = None) -> None:
-        """Posts each frame, in order, to every connection; prunes the ones that are gone."""
+    def deliver(
+        self,
+        classroom_id: str,
+        published: Published,
+        exclude: str | None = None,
+        relayed: tuple[str, str] | None = None,
+    ) -> None:
+        """Posts each frame, in order, to every connection but `exclude` (one not open yet), then `relayed`
+        (a volatile frame, its sender's connection) to every other one; prunes the ones that are gone, whose
+        leaves go to every connection, the relay's sender's included."""
+        frames: list[tuple[str, str | None]] = [(frame, None) for frame in published.frames]
+        if relayed is not None:
+            frames.append(relayed)
         for _ in range(MAX_PRUNE_ROUNDS):
             targets = [c for c in published.connection_ids if c != exclude]
             gone: set[str] = set()
-            for frame in published.frames:
-                if not targets:
-                    break
+            for frame, sender in frames:
+                recipients = [c for c in targets if c != sender]
+                if not recipients:
+                    continue
                 started = time.perf_counter()
-                report = self.connections.post_many(targets, frame.encode("utf-8"))
+                report = self.connections.post_many(recipients, frame.encode("utf-8"))
                 self.metric(FANOUT_MS, "Milliseconds", (time.perf_counter() - started) * 1000)
                 self.metric(DELIVERIES, "Count", len(report.delivered))
                 if report.failed:
@@ -382,6 +389,7 @@ class ClassroomService:
                 return
             self.metric(GONE_PRUNED, "Count", len(gone))
             published = self.store.prune_gone(classroom_id, sorted(gone))
+            frames = [(frame, None) for frame in published.frames]
 
     def close_connections(self, classroom_id: str, connection_ids: Sequence[str]) -> None:
         # Concurrently; a connection already gone counts as closed, and a failure is not retried here.

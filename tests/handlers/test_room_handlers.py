@@ -16,6 +16,7 @@ from tests.support.redis_state import stored_state
 TEACHER = Caller("T1cOnn3ct10nId=", "tina", "teacher", "room-1", "Tina")
 STUDENT = Caller("S1cOnn3ct10nId=", "sam", "student", "room-1", "Sam")
 OUTSIDER = Caller("O1cOnn3ct10nId=", "olga", "student", "room-2", "Olga")
+OUTSIDER_IN_ROOM = Caller("P1cOnn3ct10nId=", "pete", "student", "room-1", "Pete")
 
 
 def test_connect_registers_the_member_and_announces_the_join_to_the_others(stub):
@@ -108,6 +109,25 @@ def test_a_gone_connection_is_pruned_by_the_fan_out_that_meets_it(stub, redis_cl
     assert [f["event"] for f in frames_to(stub, TEACHER)][-2:] == ["chat", "leave"]
     roster = json.loads(send(TEACHER, {"action": "who"})["body"])
     assert [m["userId"] for m in roster["members"]] == ["tina"]
+
+
+def test_a_gone_peer_met_by_a_volatile_event_is_posted_once_and_its_leave_reaches_the_sender(
+    stub, redis_client
+):
+    join(TEACHER, STUDENT, OUTSIDER_IN_ROOM)
+    redis_client.zincrby(
+        "cw:{room-1}:members", -(CONNECTING_GRACE_SECONDS + 1) * 1000, OUTSIDER_IN_ROOM.connection_id
+    )
+    stub.gone.add(OUTSIDER_IN_ROOM.connection_id)
+    stub.reset()
+    send(TEACHER, {"action": "send", "id": "v1", "event": "cursor", "data": {"x": 1}})
+    assert [f["event"] for f in frames_to(stub, STUDENT)] == ["cursor", "leave"]
+    # The leave is a persistent event: its sender's copy goes to the cursor's sender too.
+    assert [f["event"] for f in frames_to(stub, TEACHER)] == ["leave"]
+    posts_to_gone = [
+        r for r in stub.requests if r.method == "POST" and r.connection_id == OUTSIDER_IN_ROOM.connection_id
+    ]
+    assert len(posts_to_gone) == 1
 
 
 def test_a_connection_still_connecting_is_not_pruned_by_a_410(stub):

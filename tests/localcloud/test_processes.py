@@ -148,12 +148,12 @@ def test_a_forked_child_does_not_keep_the_reaper_waiting():
             os.kill(forked_pid, signal.SIGKILL)
 
 
-def test_a_reaper_that_died_is_replaced_for_the_children_after_it():
-    holder, [replaced_pid] = start_holder(
+def test_a_reaper_that_died_is_replaced_and_the_new_one_knows_every_child():
+    holder, [earlier_pid, later_pid] = start_holder(
         """
         import time
         from localcloud import processes
-        processes.start_session(["true"]).wait()
+        print(processes.start_session(["sleep", "120"]).pid)
         processes._reaper.kill()  # the reaper dies on its own: the next child gets a new one
         processes._reaper.wait()
         print(processes.start_session(["sleep", "120"]).pid)
@@ -163,7 +163,8 @@ def test_a_reaper_that_died_is_replaced_for_the_children_after_it():
     )
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    assert wait_gone(replaced_pid), "a child watched after the reaper died outlived its parent"
+    assert wait_gone(later_pid), "a child watched after the reaper died outlived its parent"
+    assert wait_gone(earlier_pid), "a child the dead reaper watched outlived its parent"
 
 
 def test_a_foreground_step_stays_in_the_terminals_process_group():
