@@ -283,6 +283,8 @@ export class ClasswireClient {
     }
     url.searchParams.set("token", token);
     url.searchParams.set("classroom", this.options.classroom);
+    // batch=1: the server may send several events in one `events` frame (one message, not many).
+    url.searchParams.set("batch", "1");
     if (this._reopen) url.searchParams.set("reopen", "1");
     let ws;
     try {
@@ -392,6 +394,16 @@ export class ClasswireClient {
 
   // -- incoming ---------------------------------------------------------------------------------
 
+  _onEvent(frame) {
+    if (frame.seq === undefined || frame.seq === null) {
+      this._call("onVolatile", frame);
+      return;
+    }
+    this._measureLag(frame);
+    this._acknowledge(frame);
+    this._accept(frame, false);
+  }
+
   _onMessage(raw) {
     if (typeof raw !== "string" || raw === "") return; // API Gateway may send an empty route response
     let frame;
@@ -403,13 +415,13 @@ export class ClasswireClient {
     if (!frame || typeof frame !== "object" || Array.isArray(frame)) return;
     switch (frame.type) {
       case "event":
-        if (frame.seq === undefined || frame.seq === null) {
-          this._call("onVolatile", frame);
-          return;
+        this._onEvent(frame);
+        return;
+      case "events": // several events in one frame, each exactly as its own `event` frame
+        if (!Array.isArray(frame.events)) return;
+        for (const event of frame.events) {
+          if (event && typeof event === "object" && event.type === "event") this._onEvent(event);
         }
-        this._measureLag(frame);
-        this._acknowledge(frame);
-        this._accept(frame, false);
         return;
       case "sync":
         this._onSyncPage(frame);

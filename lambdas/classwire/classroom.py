@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from classwire.classroom_store import (
@@ -21,6 +21,7 @@ from classwire.classroom_store import (
     Published,
     PublishResult,
     RateLimited,
+    Round,
 )
 from classwire.event_types import EventRegistry
 from classwire.metrics import (
@@ -52,15 +53,14 @@ from classwire.protocol import (
     error_frame,
     parse_request,
 )
-from classwire.settings import Limits
+from classwire.settings import FanoutSettings, Limits
 
 log = logging.getLogger("classwire.classroom")
 
 # Room left in a reply frame for its envelope (`{"type":"sync","events":[...],...}`).
 REPLY_ENVELOPE_BYTES = 256
-# Gone connections are pruned, which appends leave events that are fanned out in turn; a bound keeps
-# a burst of stale connections from cascading through one invocation.
-MAX_PRUNE_ROUNDS = 3
+EVENTS_PREFIX = b'{"type":"events","events":['
+EVENTS_SUFFIX = b"]}"
 # $connect refusals (JoinRefused reasons): the HTTP status API Gateway answers the upgrade with.
 REFUSALS = {
     "ended": (403, "the class has ended; a teacher may reopen it"),
@@ -84,6 +84,8 @@ class ConnectionsApi(Protocol):
 
     def post_many(self, connection_ids: Sequence[str], data: bytes) -> FanoutReport: ...
 
+    def post_each(self, posts: Sequence[tuple[str, bytes]]) -> FanoutReport: ...
+
     def delete(self, connection_id: str) -> object: ...
 
     def delete_many(self, connection_ids: Sequence[str]) -> object: ...
@@ -102,27 +104,31 @@ class ClassroomService:
     connections: ConnectionsApi
     limits: Limits
     registry: EventRegistry = field(default_factory=EventRegistry)
+    fanout: FanoutSettings = field(default_factory=FanoutSettings)
     metric: MetricSink = _ignore_metric
     clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+    sleep: Callable[[float], None] = time.sleep
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def connect(self, member: Member, connected_at_ms: int, reopen: bool = False) -> tuple[int, str] | None:
-        """Joins the classroom (`reopen`: a teacher reopening an ended class); returns (status, reason)
-        when the connection is refused."""
+    def connect(
+        self, member: Member, connected_at_ms: int, reopen: bool = False, batch: bool = False
+    ) -> tuple[int, str] | None:
+        """Joins the classroom (`reopen`: a teacher reopening an ended class; `batch`: the connection takes
+        `events` frames); returns (status, reason) when the connection is refused."""
         try:
-            published = self.store.join(member, connected_at_ms, reopen)
+            published = self.store.join(member, connected_at_ms, reopen, batch)
         except JoinRefused as refusal:
             self.metric(refusal_metric(refusal.reason), "Count", 1)
             log.info("connection refused", extra={"reason": refusal.reason})
-            self.deliver(member.classroom_id, refusal.pruned)
+            self.flush(member.classroom_id, refusal.pruned.round)
             return REFUSALS[refusal.reason]
         # The joining connection is not open until $connect returns: posting to it now would fail
         # as gone and prune a healthy member. It reads its own join through `sync`.
-        self.deliver(member.classroom_id, published, exclude=member.connection_id)
+        self.flush(member.classroom_id, published.round, exclude=member.connection_id)
         return None
 
     def disconnect(self, member: Member) -> None:
-        self.deliver(member.classroom_id, self.store.leave(member.classroom_id, [member.connection_id]))
+        self.flush(member.classroom_id, self.store.leave(member.classroom_id, [member.connection_id]).round)
 
     # -- frames ----------------------------------------------------------------------------------
     def handle(self, member: Member, body: str | None) -> str | None:
@@ -246,15 +252,11 @@ class ClassroomService:
         published = result.published
         if result.status == "duplicate":
             return self._resent(member, request, result, published)
-        if not event_type.persistent:
-            # Not back to its sender: a volatile event acknowledges nothing (one delivery fewer per event).
-            frame = self._volatile_frame(member, request, result.server_ms)
-            self.deliver(member.classroom_id, published, relayed=(frame, member.connection_id))
-            return None
-        self.metric(EVENTS_PUBLISHED, "Count", 1)
-        self.deliver(member.classroom_id, published)
-        if event_type.closes_class:
-            self.close_connections(member.classroom_id, published.connection_ids)
+        if event_type.persistent:
+            self.metric(EVENTS_PUBLISHED, "Count", 1)
+        # Posted by this invocation's round, or by the next round of the one posting the classroom now; a
+        # volatile event goes to every connection but its sender's (it acknowledges nothing).
+        self.flush(member.classroom_id, published.round)
         return None
 
     def _resent(
@@ -265,19 +267,16 @@ class ClassroomService:
         self.metric(RESENDS, "Count", 1)
         if not published.frames:
             # Appended, but no longer in the log (retention, or a log that restarted): say so, by seq.
+            self.flush(member.classroom_id, published.round)
             return compact_json({"type": "ack", "id": request.id, "seq": result.seq, "epoch": result.epoch})
-        self.deliver(member.classroom_id, published)
+        gone = self._post(member.classroom_id, published.connection_ids, frozenset(), published.frames, [])
+        pruned = self._prune(member.classroom_id, gone, claim=published.round is None) if gone else None
         original = self.registry.get(json.loads(published.frames[0]).get("event", ""))
         # An `end` closes the class again only while it is the end in force (not after a reopen).
         if original is not None and original.closes_class and result.still_ended:
             self.close_connections(member.classroom_id, published.connection_ids)
+        self.flush(member.classroom_id, published.round or (pruned and pruned.round))
         return None
-
-    def _volatile_frame(self, member: Member, request: Send, ts: int) -> str:
-        return (
-            f'{{"type":"event","classroom":{compact_json(member.classroom_id)},"id":{compact_json(request.id)},'
-            f'{member.head_json()},"event":{compact_json(request.event)},"data":{request.data_json},"ts":{ts}}}'
-        )
 
     def _sync(self, member: Member, request: Sync) -> str:
         page = self.store.sync(
@@ -339,6 +338,9 @@ class ClassroomService:
                 raise NotMember()
             return compact_json({"type": "pong", "ts": self.clock_ms()})
         report = self.store.report(member, request.seq, request.lag_ms)
+        # Events waited with nobody posting them (a flusher died, or stopped with some left): this ping took
+        # the lease, so it posts them; its pong waits for that.
+        self.flush(member.classroom_id, report.round)
         if request.lag_ms is not None:
             self.metric(MEMBER_LAG_MS, "Milliseconds", request.lag_ms)
         # 0 or 1 per report: Sum counts the members behind, Average is the fraction behind.
@@ -354,42 +356,80 @@ class ClassroomService:
         )
 
     # -- fan-out ---------------------------------------------------------------------------------
-    def deliver(
+    def flush(self, classroom_id: str, round_: Round | None, exclude: str | None = None) -> None:
+        """Posts the classroom's events in rounds while this invocation holds its lease: each round the
+        events appended since the last (all of them: a busy classroom's rounds carry many), to every
+        connection but `exclude` (one not open yet), until nothing is left or the budget is spent."""
+        if round_ is None:
+            return
+        deadline = time.monotonic() + self.fanout.budget_ms / 1000
+        if self.fanout.linger_ms:
+            self.sleep(self.fanout.linger_ms / 1000)
+            taken = round_
+            # Nothing posted yet (upto 0): the round taken again holds the events appended meanwhile too.
+            round_ = self.store.settle(classroom_id, replace(taken, upto=0))
+            if round_ is None:
+                return
+            # Its volatile events left the queue with the first take.
+            round_ = replace(round_, relayed=taken.relayed + round_.relayed)
+        while round_ is not None:
+            targets = [c for c in round_.connection_ids if c != exclude]
+            gone = self._post(classroom_id, targets, round_.batched, round_.frames, round_.relayed)
+            if gone:
+                self._prune(classroom_id, gone)  # their leaves go out in the next round
+            if round_.closes:
+                self.close_connections(classroom_id, [c for c in targets if c not in gone])
+            round_ = self.store.settle(classroom_id, round_, stop=time.monotonic() >= deadline)
+
+    def _prune(self, classroom_id: str, gone: Sequence[str], claim: bool = False) -> Published:
+        """Prunes connections found gone; `claim` when this invocation holds no lease (so that the leaves go
+        out even if nobody else is posting the classroom)."""
+        self.metric(GONE_PRUNED, "Count", len(gone))
+        return self.store.prune_gone(classroom_id, sorted(gone), claim)
+
+    def _post(
         self,
         classroom_id: str,
-        published: Published,
-        exclude: str | None = None,
-        relayed: tuple[str, str] | None = None,
-    ) -> None:
-        """Posts each frame, in order, to every connection but `exclude` (one not open yet), then `relayed`
-        (a volatile frame, its sender's connection) to every other one; prunes the ones that are gone, whose
-        leaves go to every connection, the relay's sender's included."""
-        frames: list[tuple[str, str | None]] = [(frame, None) for frame in published.frames]
-        if relayed is not None:
-            frames.append(relayed)
-        for _ in range(MAX_PRUNE_ROUNDS):
-            targets = [c for c in published.connection_ids if c != exclude]
-            gone: set[str] = set()
-            for frame, sender in frames:
-                recipients = [c for c in targets if c != sender]
-                if not recipients:
-                    continue
-                started = time.perf_counter()
-                report = self.connections.post_many(recipients, frame.encode("utf-8"))
-                self.metric(FANOUT_MS, "Milliseconds", (time.perf_counter() - started) * 1000)
-                self.metric(DELIVERIES, "Count", len(report.delivered))
-                if report.failed:
-                    self.metric(DELIVERY_FAILURES, "Count", len(report.failed))
-                    log.warning(
-                        "deliveries failed", extra={"classroomId": classroom_id, "failed": len(report.failed)}
-                    )
-                gone.update(report.gone)
-                targets = [c for c in targets if c not in gone]
-            if not gone:
-                return
-            self.metric(GONE_PRUNED, "Count", len(gone))
-            published = self.store.prune_gone(classroom_id, sorted(gone))
-            frames = [(frame, None) for frame in published.frames]
+        targets: Sequence[str],
+        batched: frozenset[str],
+        frames: Sequence[str],
+        relayed: Sequence[tuple[str, str]],
+    ) -> set[str]:
+        """Posts persistent `frames` in order, then `relayed` volatile ones, to every target: in `events`
+        frames to the batched ones, one per frame to the others. Returns the connections found gone."""
+        shared = [frame.encode("utf-8") for frame in frames]
+        volatile = [(sender, frame.encode("utf-8")) for sender, frame in relayed]
+        senders = {sender for sender, _ in volatile}
+        everyone = shared + [frame for _, frame in volatile]
+        payloads: dict[tuple[str, bool], list[bytes]] = {}  # (sender or "", batched) -> what to post
+
+        def payloads_of(connection_id: str) -> list[bytes]:
+            own = connection_id if connection_id in senders else ""
+            batch = connection_id in batched
+            cached = payloads.get((own, batch))
+            if cached is None:
+                events = everyone if not own else shared + [f for s, f in volatile if s != own]
+                cached = payloads[(own, batch)] = pack_events(events) if batch else events
+            return cached
+
+        plans = [(c, payloads_of(c)) for c in targets]
+        gone: set[str] = set()
+        wave = 0
+        while True:
+            posts = [(c, plan[wave]) for c, plan in plans if wave < len(plan) and c not in gone]
+            if not posts:
+                return gone
+            started = time.perf_counter()
+            report = self.connections.post_each(posts)
+            self.metric(FANOUT_MS, "Milliseconds", (time.perf_counter() - started) * 1000)
+            self.metric(DELIVERIES, "Count", len(report.delivered))
+            if report.failed:
+                self.metric(DELIVERY_FAILURES, "Count", len(report.failed))
+                log.warning(
+                    "deliveries failed", extra={"classroomId": classroom_id, "failed": len(report.failed)}
+                )
+            gone.update(report.gone)
+            wave += 1
 
     def close_connections(self, classroom_id: str, connection_ids: Sequence[str]) -> None:
         # Concurrently; a connection already gone counts as closed, and a failure is not retried here.
@@ -398,6 +438,28 @@ class ClassroomService:
         log.info(
             "closed classroom connections", extra={"classroomId": classroom_id, "count": len(connection_ids)}
         )
+
+
+def pack_events(events: Sequence[bytes]) -> list[bytes]:
+    """Events in as few frames as fit API Gateway's frame limit: one alone stays an `event` frame, more go
+    in `events` frames, in order."""
+    frames: list[bytes] = []
+    chunk: list[bytes] = []
+    size = 0
+    room = FRAME_LIMIT_BYTES - len(EVENTS_PREFIX) - len(EVENTS_SUFFIX)
+    for event in events:
+        if chunk and size + len(event) + 1 > room:
+            frames.append(_events_frame(chunk))
+            chunk, size = [], 0
+        chunk.append(event)
+        size += len(event) + 1
+    if chunk:
+        frames.append(_events_frame(chunk))
+    return frames
+
+
+def _events_frame(events: list[bytes]) -> bytes:
+    return events[0] if len(events) == 1 else EVENTS_PREFIX + b",".join(events) + EVENTS_SUFFIX
 
 
 def _bool(value: bool) -> str:

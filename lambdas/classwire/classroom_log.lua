@@ -19,6 +19,16 @@
 --                          connections, so reconnecting does not refill them.
 --   cw:{c}:lag       HASH  connectionId -> "<seq>:<lagMs>:<ts>:<behind>", the member's last telemetry report
 --                          (lagMs '' when the client had none; behind = the classroom's last seq - seq then)
+--   cw:{c}:batched   SET   connections that joined with batch=1 and take `events` frames
+--   cw:{c}:flusher   STRING the lease of the one invocation posting this classroom's events (PX: a dead one's
+--                          lease runs out); meta's `flushed` is the last seq a round finished posting
+--   cw:{c}:relay     LIST  "<sender connectionId> <frame>" of volatile events waiting for the next round
+-- Fan-out: whoever appends while nobody holds the lease takes it and posts every event after `flushed`; events
+-- appended while it posts go out together in its next round (`settle`, which also hands the lease back once
+-- nothing is left). The lease and the append are in the same scripts, so an event is either seen by the
+-- flusher's next `settle` or finds the lease free and is posted by its own invocation. A flusher that dies
+-- leaves `flushed` behind: the next script that finds the lease free (a send, join, leave or telemetry
+-- report) posts from there again, so a round cut short is posted twice rather than never.
 -- Every event carries its own eid, its predecessor's (prev) and the log's epoch, so a client holding an
 -- event that a failover lost sees a chain that does not link, and one whose log restarted (new epoch,
 -- seq 1 again) sees another epoch; either resyncs instead of silently diverging.
@@ -167,6 +177,7 @@ local function remove_member(c, conn, nonce, ts, clock, retention)
   local info_json = redis.call('HGET', key(c, 'info'), conn)
   redis.call('ZREM', key(c, 'members'), conn)
   redis.call('HDEL', key(c, 'lag'), conn)
+  redis.call('SREM', key(c, 'batched'), conn)
   if not info_json then
     local _, _, frame = recall(c, 'l:' .. conn)  -- a repeat: its leave again, if it had one
     if frame and frame ~= '' then return frame end
@@ -228,39 +239,120 @@ local function last_seq_and_epoch(c)
   return tonumber(meta[1] or '0'), meta[2] or ''
 end
 
+-- Volatile events waiting for a round, at most; the oldest go first (they are best effort, and a stale
+-- cursor is worth nothing). A flusher that died leaves them to expire.
+local RELAY_MAX = 256
+local RELAY_TTL_MS = 5000
+-- A round posts at most this many volatile events (the rest wait for the next round).
+local RELAY_ROUND = 64
+-- A flusher that finds more than this many events not posted (its predecessor died long ago) posts only the
+-- newest: the members fill the older gap with `sync`, as they would after a lost post.
+local BACKLOG_MAX = 256
+
+-- Per member of `conns`, 1 when it takes `events` frames (chunked: unpack() fails past a few thousand).
+local function batched_flags(c, conns)
+  local flags = {}
+  for i = 1, #conns, 500 do
+    local chunk = redis.call('SMISMEMBER', key(c, 'batched'), unpack(conns, i, math.min(i + 499, #conns)))
+    for _, flag in ipairs(chunk) do table.insert(flags, flag) end
+  end
+  return flags
+end
+
+-- Takes (or renews) the fan-out lease and the next round: the events after `flushed` (at most `max_events`
+-- and `max_bytes` of them, the first one always) and the waiting volatile events. Returns
+-- {lease, epoch, upto (the last seq it posts), frames, relayed, closes (1: it posts the `end` in force)}, or
+-- {''} when another invocation holds the lease or nothing is left to post (the lease is then handed back).
+local function take_round(c, lease, lease_ms, max_events, max_bytes)
+  if lease == '' then return {''} end  -- the caller posts nothing (a flusher pruning mid-round)
+  local holder = redis.call('GET', key(c, 'flusher'))
+  if holder and holder ~= lease then return {''} end
+  local meta = key(c, 'meta')
+  local last, epoch = last_seq_and_epoch(c)
+  local flushed = tonumber(redis.call('HGET', meta, 'flushed') or '0')
+  local from = math.max(math.min(flushed, last), last - BACKLOG_MAX)
+  local frames, upto, bytes = {}, from, 0
+  if last > from then
+    local entries = redis.call('XRANGE', key(c, 'log'), (from + 1) .. '-0', '+', 'COUNT', max_events)
+    for _, entry in ipairs(entries) do
+      local frame = entry[2][2]
+      if #frames > 0 and bytes + #frame > max_bytes then break end
+      table.insert(frames, frame)
+      bytes = bytes + #frame
+      upto = tonumber(string.match(entry[1], '^(%d+)'))
+    end
+    if #frames == 0 then upto = last end  -- trimmed away: nothing of it is left to post
+  end
+  local relay = key(c, 'relay')
+  local relayed = redis.call('LRANGE', relay, 0, RELAY_ROUND - 1)
+  if #relayed > 0 then redis.call('LTRIM', relay, RELAY_ROUND, -1) end
+  if #frames == 0 and #relayed == 0 then
+    if upto > flushed then redis.call('HSET', meta, 'flushed', upto) end
+    if holder then redis.call('DEL', key(c, 'flusher')) end
+    return {''}
+  end
+  redis.call('SET', key(c, 'flusher'), lease, 'PX', lease_ms)
+  local closes = 0
+  local mark = redis.call('GET', key(c, 'ended'))
+  if mark then
+    local end_seq, end_epoch = string.match(mark, '^(%d+):(%x*)$')
+    if end_epoch == epoch and tonumber(end_seq) > from and tonumber(end_seq) <= upto then closes = 1 end
+  end
+  return {lease, epoch, upto, frames, relayed, closes}
+end
+
+-- A reply's last element: the round with the batched flags of `conns` (the members the reply names), or {''}.
+local function round_reply(c, round, conns)
+  if round[1] == '' then return {''} end
+  return {round[1], round[2], round[3], round[4], round[5], round[6], batched_flags(c, conns)}
+end
+
+-- Fan-out arguments: lease, lease ms, max events and max bytes of a round.
+local function fanout_at(i)
+  return {lease = ARGV[i], lease_ms = tonumber(ARGV[i + 1]), events = tonumber(ARGV[i + 2]),
+    bytes = tonumber(ARGV[i + 3])}
+end
+
+local function next_round(c, fanout, conns)
+  return round_reply(c, take_round(c, fanout.lease, fanout.lease_ms, fanout.events, fanout.bytes), conns)
+end
+
 --@script join
 -- ARGV: classroom, connectionId, info JSON, userId, role, reopen (1: a teacher reopening an ended class),
 --       ttl ms, nonce, max connections per user, max connections per classroom, connect rate per second,
---       connect burst, max_events, max_age_ms, max_bytes, idempotency window ms
--- Returns {'ok', frames, members} or {'refused', reason, frames, members}: 'ended' (a student, after `end`,
--- until a teacher reopens the class), 'user_limit', 'classroom_full' or 'too_fast' (the user's connects past
--- their rate).
+--       connect burst, max_events, max_age_ms, max_bytes, idempotency window ms, batch (1: takes `events`
+--       frames), lease, lease ms, round max events, round max bytes
+-- Returns {'ok', frames, members, round} or {'refused', reason, frames, members, round}: 'ended' (a
+-- student, after `end`, until a teacher reopens the class), 'user_limit', 'classroom_full' or 'too_fast'
+-- (the user's connects past their rate).
 local c, conn, info_json, user, role = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local reopen, ttl, nonce = ARGV[6] == '1' and role == 'teacher', tonumber(ARGV[7]), ARGV[8]
 local per_user, per_classroom = tonumber(ARGV[9]), tonumber(ARGV[10])
 local connect_rate, connect_burst = tonumber(ARGV[11]), tonumber(ARGV[12])
 local retention = retention_at(13)
+local batch, fanout = ARGV[17] == '1', fanout_at(18)
+local function refused(reason, frames)
+  local conns = members(c)
+  return {'refused', reason, frames, conns, next_round(c, fanout, conns)}
+end
 local ts, clock = now_ms()
 local frames = {}
 prune_expired(c, frames, nonce, ts, clock, retention)
 if not redis.call('ZSCORE', key(c, 'members'), conn) then
   -- Every refusal is decided before this connection is written (a refusal still returns the pruned
   -- connections' leaves, for the caller to fan out).
-  if admit(c, user, 'join', connect_rate, connect_burst, ts) ~= 0 then
-    return {'refused', 'too_fast', frames, members(c)}
-  end
+  if admit(c, user, 'join', connect_rate, connect_burst, ts) ~= 0 then return refused('too_fast', frames) end
   local ended_seq, end_in_log = ended_mark(c)
-  if ended_seq and role ~= 'teacher' then return {'refused', 'ended', frames, members(c)} end
+  if ended_seq and role ~= 'teacher' then return refused('ended', frames) end
   if tonumber(redis.call('HGET', key(c, 'users'), user) or '0') >= per_user then
-    return {'refused', 'user_limit', frames, members(c)}
+    return refused('user_limit', frames)
   end
-  if redis.call('ZCARD', key(c, 'members')) >= per_classroom then
-    return {'refused', 'classroom_full', frames, members(c)}
-  end
+  if redis.call('ZCARD', key(c, 'members')) >= per_classroom then return refused('classroom_full', frames) end
   redis.call('ZADD', key(c, 'members'), ts + ttl, conn)
   redis.call('HSET', key(c, 'info'), conn, info_json)
+  if batch then redis.call('SADD', key(c, 'batched'), conn) end
   local count = redis.call('HINCRBY', key(c, 'users'), user, 1)
-  for _, k in ipairs({'members', 'info', 'users'}) do redis.call('PEXPIRE', key(c, k), ttl) end
+  for _, k in ipairs({'members', 'info', 'users', 'batched'}) do redis.call('PEXPIRE', key(c, k), ttl) end
   local data = '{"connections":' .. count .. '}'
   -- A teacher reopens explicitly, or by starting a log whose `end` is gone; the join says so, which is
   -- what the clients read as "not ended" (also when the mark itself was lost).
@@ -275,19 +367,22 @@ else
   local _, _, frame = recall(c, 'j:' .. conn)  -- a repeat (its first reply was lost): its join again
   if frame and frame ~= '' then table.insert(frames, frame) end
 end
-return {'ok', frames, members(c)}
+local conns = members(c)
+return {'ok', frames, conns, next_round(c, fanout, conns)}
 
 --@script leave
 -- ARGV: classroom, nonce, max_events, max_age_ms, max_bytes, idempotency window ms, ttl ms, grace ms,
---       connectionId...
+--       lease, lease ms, round max events, round max bytes, connectionId...
 -- With a grace (pruning after a 410), a connection that joined less than `grace` ago stays: its $connect
 -- may still be running, and a connection is not open, so a post to it fails as gone, until that returns.
+-- Returns {frames, members, round}; a flusher pruning what its round found gone passes its own lease.
 local c, nonce = ARGV[1], ARGV[2]
 local retention = retention_at(3)
 local ttl, grace = tonumber(ARGV[7]), tonumber(ARGV[8])
+local fanout = fanout_at(9)
 local ts, clock = now_ms()
 local frames = {}
-for i = 9, #ARGV do
+for i = 13, #ARGV do
   local expiry = tonumber(redis.call('ZSCORE', key(c, 'members'), ARGV[i]) or 0)
   if grace == 0 or expiry - ttl <= ts - grace then
     local frame = remove_member(c, ARGV[i], nonce, ts, clock, retention)
@@ -295,19 +390,22 @@ for i = 9, #ARGV do
   end
 end
 prune_expired(c, frames, nonce, ts, clock, retention)
-return {frames, members(c)}
+local conns = members(c)
+return {frames, conns, next_round(c, fanout, conns)}
 
 --@script publish
 -- ARGV: classroom, connectionId, userId, role, id, id JSON, event, data JSON, persistent (1/0),
 --       closes the class (1/0), rate per second, burst, sender head, nonce, ended ttl ms, max_events,
---       max_age_ms, max_bytes, idempotency window ms
--- Returns {'ok', seq, frames, members, ts}, {'duplicate', seq, epoch, frame or '', members, still ended by it
--- (1/0)}, {'rate_limited', ms or -1}, {'not_member'} or {'ended'}.
+--       max_age_ms, max_bytes, idempotency window ms, lease, lease ms, round max events, round max bytes
+-- Returns {'ok', seq, frames, members, ts, round}, {'duplicate', seq, epoch, frame or '', members, still
+-- ended by it (1/0), round}, {'rate_limited', ms or -1}, {'not_member'} or {'ended'}. A volatile event is
+-- queued for the next round (its own, when this call takes the lease).
 local c, conn, user, role, id, id_json = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local event, data, persistent, closes = ARGV[7], ARGV[8], ARGV[9] == '1', ARGV[10] == '1'
 local rate, burst = tonumber(ARGV[11]), tonumber(ARGV[12])
 local head, nonce, ended_ttl = ARGV[13], ARGV[14], tonumber(ARGV[15])
 local retention = retention_at(16)
+local fanout = fanout_at(20)
 local ts, clock = now_ms()
 if not is_member(c, conn, user, ts) then return {'not_member'} end
 -- Resends are charged too: answering one fans the event out again.
@@ -318,7 +416,8 @@ if persistent then
   local seq, epoch, frame = recall(c, record)
   if seq then
     local ended_by_it = redis.call('GET', key(c, 'ended')) == seq .. ':' .. epoch
-    return {'duplicate', tonumber(seq), epoch, frame, members(c), ended_by_it and 1 or 0}
+    local conns = members(c)
+    return {'duplicate', tonumber(seq), epoch, frame, conns, ended_by_it and 1 or 0, next_round(c, fanout, conns)}
   end
 end
 if role ~= 'teacher' and ended_mark(c) then return {'ended'} end
@@ -332,8 +431,37 @@ if persistent then
   -- Recorded with the append, so the class is ended even if this invocation dies before its fan-out.
   if closes then redis.call('SET', key(c, 'ended'), seq .. ':' .. epoch, 'PX', ended_ttl) end
   table.insert(frames, frame)
+else
+  local relay = key(c, 'relay')
+  redis.call('RPUSH', relay, conn .. ' {"type":"event","classroom":' .. json_str(c) .. ',"id":' .. id_json ..
+    ',' .. head .. ',"event":' .. json_str(event) .. ',"data":' .. data .. ',"ts":' .. ts .. '}')
+  redis.call('LTRIM', relay, -RELAY_MAX, -1)
+  redis.call('PEXPIRE', relay, RELAY_TTL_MS)
 end
-return {'ok', seq, frames, members(c), ts}
+local conns = members(c)
+return {'ok', seq, frames, conns, ts, next_round(c, fanout, conns)}
+
+--@script settle
+-- ARGV: classroom, epoch, upto, stop (1: hand the lease back, the rest is left to the next script that
+--       finds it free), lease, lease ms, round max events, round max bytes
+-- A flusher's round is posted (up to seq `upto` of `epoch`): records it, then returns {members, round} with
+-- the next round (events appended meanwhile), or {{}, {''}} when the lease is handed back or was lost.
+local c, epoch, upto, stop = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
+local fanout = fanout_at(5)
+local meta = key(c, 'meta')
+local _, current = last_seq_and_epoch(c)
+-- Of another epoch (the log restarted meanwhile), the posted seqs say nothing about this log's.
+if current ~= '' and epoch == current and upto > tonumber(redis.call('HGET', meta, 'flushed') or '0') then
+  redis.call('HSET', meta, 'flushed', upto)
+end
+if stop then
+  if redis.call('GET', key(c, 'flusher')) == fanout.lease then redis.call('DEL', key(c, 'flusher')) end
+  return {{}, {''}}
+end
+local round = take_round(c, fanout.lease, fanout.lease_ms, fanout.events, fanout.bytes)
+if round[1] == '' then return {{}, {''}} end
+local conns = members(c)
+return {conns, round_reply(c, round, conns)}
 
 --@script sync
 -- ARGV: classroom, connectionId, userId, since, since eid ('' when unknown), epoch ('' when unknown), limit,
@@ -395,9 +523,12 @@ local live = redis.call('ZRANGEBYSCORE', key(c, 'members'), '(' .. ts, '+inf')
 return {ts, hmget_all(key(c, 'info'), live), hmget_all(key(c, 'lag'), live)}
 
 --@script report
--- ARGV: classroom, connectionId, userId, seq, lagMs ('' when unknown), ttl ms, rate per second, burst.
--- Records a member's telemetry (piggybacked on its ping); returns {last seq, epoch}, {'rate_limited', ms or
--- -1}, or {'not_member'} (nothing recorded, so a pruned connection leaves no trace).
+-- ARGV: classroom, connectionId, userId, seq, lagMs ('' when unknown), ttl ms, rate per second, burst,
+--       lease, lease ms, round max events, round max bytes.
+-- Records a member's telemetry (piggybacked on its ping); returns {last seq, epoch, members, round},
+-- {'rate_limited', ms or -1}, or {'not_member'} (nothing recorded, so a pruned connection leaves no trace).
+-- The round is {''} unless events wait with nobody posting them (a flusher died, or handed back with some
+-- left): then this call takes the lease and posts them, so every member's ping bounds how long that lasts.
 local c, conn, user, seq, lag, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 local ts = now_ms()
 local wait = admit(c, user, 'read', tonumber(ARGV[7]), tonumber(ARGV[8]), ts)
@@ -408,7 +539,11 @@ local last, epoch = last_seq_and_epoch(c)
 local behind = math.max(0, last - seq)
 redis.call('HSET', key(c, 'lag'), conn, ARGV[4] .. ':' .. lag .. ':' .. string.format('%d:%d', ts, behind))
 redis.call('PEXPIRE', key(c, 'lag'), ttl)
-return {last, epoch}
+local fanout = fanout_at(9)
+local round = take_round(c, fanout.lease, fanout.lease_ms, fanout.events, fanout.bytes)
+if round[1] == '' then return {last, epoch, {}, {''}} end
+local conns = members(c)
+return {last, epoch, conns, round_reply(c, round, conns)}
 
 --@script admit
 -- ARGV: classroom, connectionId, userId, rate per second, burst. The rate check of a frame that needs

@@ -16,10 +16,17 @@ from classwire.settings import (
     CONNECTING_GRACE_SECONDS,
     CONNECTION_TTL_SECONDS,
     ENDED_TTL_SECONDS,
+    FRAME_LIMIT_BYTES,
     IDEMPOTENCY_WINDOW_SECONDS,
     TELEMETRY_FRESH_SECONDS,
+    FanoutSettings,
     Limits,
 )
+
+# A round posts at most this many persistent events and frame bytes (the first event always): a few
+# `events` frames per connection, so one round of a flusher that fell behind stays short.
+ROUND_MAX_EVENTS = 200
+ROUND_MAX_BYTES = 4 * FRAME_LIMIT_BYTES
 
 
 @dataclass(frozen=True)
@@ -43,11 +50,28 @@ class Member:
 
 
 @dataclass(frozen=True)
+class Round:
+    """One round of a classroom's fan-out, for the invocation holding its lease (`lease`) to post: the
+    persistent events after the last round (up to seq `upto` of `epoch`), then the volatile ones waiting."""
+
+    lease: str
+    epoch: str
+    upto: int
+    frames: list[str]
+    relayed: list[tuple[str, str]]  # (sender's connection id, frame): every connection but the sender's
+    closes: bool  # it posts the `end` in force: the class's connections are closed after it
+    connection_ids: list[str]
+    batched: frozenset[str]  # the connections that take `events` frames
+
+
+@dataclass(frozen=True)
 class Published:
-    """Frames appended (or to relay) and the connections they go to."""
+    """What a call appended, the classroom's connections then, and the round it took, if any (None: another
+    invocation is posting the classroom's events, and these go out in its next round)."""
 
     frames: list[str]
     connection_ids: list[str]
+    round: Round | None = None
 
 
 class JoinRefused(Exception):
@@ -99,22 +123,26 @@ class SyncPage:
 @dataclass(frozen=True)
 class Report:
     """A recorded telemetry report: the classroom's last seq and epoch, and how far behind that the member
-    was."""
+    was; `round` when events waited with nobody posting them (this call took the lease)."""
 
     last: int
     behind: int
     epoch: str
+    round: Round | None = None
 
 
 class ClassroomStore:
-    def __init__(self, client: redis.Redis, limits: Limits):
+    def __init__(self, client: redis.Redis, limits: Limits, fanout: FanoutSettings | None = None):
         self._redis = client
         self._limits = limits
+        self._fanout = fanout or FanoutSettings()
         self._scripts = {name: client.register_script(source) for name, source in _SCRIPTS.items()}
 
-    def join(self, member: Member, connected_at_ms: int, reopen: bool = False) -> Published:
-        """Registers the connection and appends its join (`reopen`: a teacher reopening an ended class);
-        raises JoinRefused."""
+    def join(
+        self, member: Member, connected_at_ms: int, reopen: bool = False, batch: bool = False
+    ) -> Published:
+        """Registers the connection and appends its join (`reopen`: a teacher reopening an ended class;
+        `batch`: it takes `events` frames); raises JoinRefused."""
         reply = self._run(
             "join",
             member.classroom_id,
@@ -130,31 +158,55 @@ class ClassroomStore:
             self._limits.connect_rate_per_second,
             self._limits.connect_burst,
             *self._retention(),
+            1 if batch else 0,
+            *self._lease(),
         )
         if _text(reply[0]) == "refused":
-            raise JoinRefused(_text(reply[1]), Published(_texts(reply[2]), _texts(reply[3])))
-        return Published(_texts(reply[1]), _texts(reply[2]))
+            raise JoinRefused(_text(reply[1]), _published(reply[2], reply[3], reply[4]))
+        return _published(reply[1], reply[2], reply[3])
 
     def leave(self, classroom_id: str, connection_ids: list[str]) -> Published:
         """Removes connections (closed or gone); each one still present yields a leave event."""
-        return self._leave(classroom_id, connection_ids, grace_ms=0)
+        return self._leave(classroom_id, connection_ids, 0, self._lease())
 
-    def prune_gone(self, classroom_id: str, connection_ids: list[str]) -> Published:
-        """`leave` for connections a fan-out found gone (410), except those that joined within the grace:
-        their $connect may still be running, and until it returns API Gateway answers 410 for them too."""
-        return self._leave(classroom_id, connection_ids, grace_ms=CONNECTING_GRACE_SECONDS * 1000)
+    def prune_gone(self, classroom_id: str, connection_ids: list[str], claim: bool = False) -> Published:
+        """`leave` for connections a post found gone (410), except those that joined within the grace:
+        their $connect may still be running, and until it returns API Gateway answers 410 for them too.
+        Takes a round only with `claim`: a flusher that found them posts the leaves in its next one."""
+        lease = self._lease()
+        return self._leave(
+            classroom_id, connection_ids, CONNECTING_GRACE_SECONDS * 1000, lease if claim else ("", *lease[1:])
+        )
 
-    def _leave(self, classroom_id: str, connection_ids: list[str], grace_ms: int) -> Published:
-        frames, conns = self._run(
+    def _leave(
+        self, classroom_id: str, connection_ids: list[str], grace_ms: int, lease: tuple
+    ) -> Published:
+        frames, conns, round_ = self._run(
             "leave",
             classroom_id,
             _nonce(),
             *self._retention(),
             CONNECTION_TTL_SECONDS * 1000,
             grace_ms,
+            *lease,
             *connection_ids,
         )
-        return Published(_texts(frames), _texts(conns))
+        return _published(frames, conns, round_)
+
+    def settle(self, classroom_id: str, posted: Round, stop: bool = False) -> Round | None:
+        """`posted` went out: records it and returns the next round of events appended meanwhile, holding
+        on to the lease; None once nothing is left (the lease is handed back) or the lease was lost. `stop`
+        hands the lease back whatever is left (the next invocation that finds it free posts that)."""
+        conns, round_ = self._run(
+            "settle",
+            classroom_id,
+            posted.epoch,
+            posted.upto,
+            1 if stop else 0,
+            posted.lease,
+            *self._lease()[1:],
+        )
+        return _round(round_, conns)
 
     def publish(
         self,
@@ -185,20 +237,18 @@ class ClassroomStore:
             _nonce(),
             ENDED_TTL_SECONDS * 1000,
             *self._retention(),
+            *self._lease(),
         )
         status = _text(reply[0])
         if status == "ok":
-            _, seq, frames, conns, server_ms = reply
-            return PublishResult(
-                "ok", int(seq), Published(_texts(frames), _texts(conns)), server_ms=int(server_ms)
-            )
+            _, seq, frames, conns, server_ms, round_ = reply
+            return PublishResult("ok", int(seq), _published(frames, conns, round_), server_ms=int(server_ms))
         if status == "duplicate":
-            _, seq, epoch, frame, conns, still_ended = reply
-            frames = [_text(frame)] if frame else []
+            _, seq, epoch, frame, conns, still_ended, round_ = reply
             return PublishResult(
                 "duplicate",
                 int(seq),
-                Published(frames, _texts(conns)),
+                _published([frame] if frame else [], conns, round_),
                 epoch=_text(epoch),
                 still_ended=bool(still_ended),
             )
@@ -237,10 +287,11 @@ class ClassroomStore:
             "" if lag_ms is None else lag_ms,
             CONNECTION_TTL_SECONDS * 1000,
             *self._read_rate(),
+            *self._lease(),
         )
         _raise_if_refused(reply)
-        last, epoch = reply
-        return Report(int(last), max(0, int(last) - seq), _text(epoch))
+        last, epoch, conns, round_ = reply
+        return Report(int(last), max(0, int(last) - seq), _text(epoch), _round(round_, conns))
 
     def admit(self, member: Member) -> bool:
         """The rate check of a frame that needs nothing else from Redis (a bare ping, a refused frame);
@@ -284,6 +335,11 @@ class ClassroomStore:
             IDEMPOTENCY_WINDOW_SECONDS * 1000,
         )
 
+    def _lease(self) -> tuple[str, int, int, int]:
+        """What every script that may take a round gets: a new lease token, the lease's life and a round's
+        bounds."""
+        return _nonce(), self._fanout.lease_ms, ROUND_MAX_EVENTS, ROUND_MAX_BYTES
+
     def _read_rate(self) -> tuple[float, int]:
         return self._limits.read_rate_per_second, self._limits.read_rate_burst
 
@@ -298,6 +354,29 @@ def _raise_if_refused(reply: list) -> None:
         raise RateLimited(int(reply[1]))
     if status == "not_member":
         raise NotMember()
+
+
+def _published(frames: list, conns: list, round_: list) -> Published:
+    connection_ids = _texts(conns)
+    return Published(_texts(frames), connection_ids, _round(round_, connection_ids))
+
+
+def _round(reply: list, conns: list) -> Round | None:
+    """A script's round (`{''}` when it took none) going to `conns`."""
+    if _text(reply[0]) == "":
+        return None
+    lease, epoch, upto, frames, relayed, closes, flags = reply
+    connection_ids = _texts(conns)
+    return Round(
+        lease=_text(lease),
+        epoch=_text(epoch),
+        upto=int(upto),
+        frames=_texts(frames),
+        relayed=[tuple(_text(entry).split(" ", 1)) for entry in relayed],  # type: ignore[misc]
+        closes=bool(closes),
+        connection_ids=connection_ids,
+        batched=frozenset(c for c, flag in zip(connection_ids, flags, strict=True) if flag),
+    )
 
 
 def _load_scripts() -> dict[str, str]:

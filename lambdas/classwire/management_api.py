@@ -297,8 +297,18 @@ class ManagementApi:
     # -- operations ------------------------------------------------------------------------------------
     def post_many(self, connection_ids: Sequence[str], data: bytes) -> FanoutReport:
         """Posts `data` to every connection concurrently; never raises for one connection's failure."""
-        digest = hashlib.sha256(data).hexdigest() if data else EMPTY_SHA256
-        jobs = [_Job(c, "POST", self.path(c), data, digest) for c in connection_ids]
+        return self.post_each([(c, data) for c in connection_ids])
+
+    def post_each(self, posts: Sequence[tuple[str, bytes]]) -> FanoutReport:
+        """Posts each (connection, data) concurrently (each connection at most once: two posts to one
+        connection in flight together may arrive in either order); never raises for one's failure."""
+        digests: dict[int, str] = {}  # by identity: a round shares a few payloads among many connections
+        jobs = []
+        for connection_id, data in posts:
+            digest = digests.get(id(data))
+            if digest is None:
+                digest = digests[id(data)] = hashlib.sha256(data).hexdigest() if data else EMPTY_SHA256
+            jobs.append(_Job(connection_id, "POST", self.path(connection_id), data, digest))
         self._run(jobs)
         delivered, gone, failed = [], [], []
         for job in jobs:

@@ -15,6 +15,8 @@ TOKEN_QUERY_PARAMETER = "token"
 CLASSROOM_QUERY_PARAMETER = "classroom"
 # `reopen=1` on a teacher's $connect reopens an ended class (its own reconnects never do).
 REOPEN_QUERY_PARAMETER = "reopen"
+# `batch=1` on $connect: the connection takes `events` frames (several events in one message).
+BATCH_QUERY_PARAMETER = "batch"
 AUTHORIZER_IDENTITY_SOURCE = f"route.request.querystring.{TOKEN_QUERY_PARAMETER}"
 
 

@@ -84,7 +84,7 @@ def management_api(endpoint: str) -> ManagementApi:
 def classroom_store() -> ClassroomStore:
     from classwire.classroom_store import ClassroomStore
 
-    return ClassroomStore(redis_client(), settings().limits)
+    return ClassroomStore(redis_client(), settings().limits, settings().fanout)
 
 
 def classroom_service(domain_name: str, stage: str) -> ClassroomService:
@@ -94,6 +94,7 @@ def classroom_service(domain_name: str, stage: str) -> ClassroomService:
         store=classroom_store(),
         connections=management_api(management_endpoint(domain_name, stage)),
         limits=settings().limits,
+        fanout=settings().fanout,
         metric=lambda name, unit, value: metrics.add_metric(name=name, unit=unit, value=value),
     )
 

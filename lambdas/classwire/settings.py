@@ -77,6 +77,28 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class FanoutSettings:
+    """How one invocation posts a classroom's events in rounds (README, "Batching")."""
+
+    # A flusher that takes the lease waits this long before its first round, so that more events join it
+    # (0: a quiet classroom's event goes out at once).
+    linger_ms: int = 0
+    # A flusher starts no round after this long; what is left waits for the next invocation that finds the
+    # lease free. Below the Lambda timeout by at least one round's worst case.
+    budget_ms: int = 3_000
+    # The lease outlives its flusher by at most this much (a flusher that died mid-round): the Lambda timeout.
+    lease_ms: int = 10_000
+
+    def validate(self) -> None:
+        if not 0 <= self.linger_ms <= 1_000:
+            raise SettingsError(f"fanout linger_ms must be 0..1000, got {self.linger_ms}")
+        if not 0 < self.budget_ms < self.lease_ms:
+            raise SettingsError("fanout budget_ms must be > 0 and below lease_ms")
+        if self.linger_ms >= self.budget_ms:
+            raise SettingsError("fanout linger_ms must be below budget_ms")
+
+
+@dataclass(frozen=True)
 class JwtSettings:
     """How the authorizer verifies tokens: HS256 with a Secrets Manager secret, or RS256/ES256 via JWKS."""
 
@@ -139,6 +161,7 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     jwt: JwtSettings = field(default_factory=JwtSettings)
     limits: Limits = field(default_factory=Limits)
+    fanout: FanoutSettings = field(default_factory=FanoutSettings)
     # Overrides the @connections endpoint computed from the event (custom domains, local cloud).
     management_endpoint: str = ""
     service_name: str = "classwire"
@@ -149,6 +172,7 @@ class Settings:
         self.redis.validate()
         self.jwt.validate()
         self.limits.validate()
+        self.fanout.validate()
         return self
 
     def to_env(self) -> dict[str, str]:
@@ -170,6 +194,7 @@ class Settings:
             redis=RedisSettings(**values["redis"]),
             jwt=JwtSettings(**values["jwt"]),
             limits=Limits(**values["limits"]),
+            fanout=FanoutSettings(**values["fanout"]),
             **values[""],
         ).validate()
 
@@ -199,6 +224,9 @@ _VARIABLES: dict[str, str] = {
     "CLASSWIRE_LOG_MAX_BYTES": "limits.log_max_bytes",
     "CLASSWIRE_MAX_CONNECTIONS_PER_USER": "limits.max_connections_per_user",
     "CLASSWIRE_MAX_CONNECTIONS_PER_CLASSROOM": "limits.max_connections_per_classroom",
+    "CLASSWIRE_FANOUT_LINGER_MS": "fanout.linger_ms",
+    "CLASSWIRE_FANOUT_BUDGET_MS": "fanout.budget_ms",
+    "CLASSWIRE_FANOUT_LEASE_MS": "fanout.lease_ms",
     "CLASSWIRE_MANAGEMENT_ENDPOINT": "management_endpoint",
     "POWERTOOLS_SERVICE_NAME": "service_name",
     "POWERTOOLS_METRICS_NAMESPACE": "metrics_namespace",

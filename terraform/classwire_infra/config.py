@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from classwire.settings import JwtSettings, Limits, SettingsError
+from classwire.settings import FanoutSettings, JwtSettings, Limits, SettingsError
 
 ENVIRONMENTS = ("local", "dev", "staging", "prod")
 PROJECT = "classwire"
@@ -109,6 +109,8 @@ class EnvConfig:
     replaced_package_days: int | None = 30
     lambda_memory_mb: int = 512
     lambda_timeout_seconds: int = 10
+    # A fan-out round's flusher waits this long for more events to batch with (0: none; README, "Batching").
+    fanout_linger_ms: int = 0
     lambda_architecture: Literal["arm64", "x86_64"] = "arm64"
     lambda_runtime: str = "python3.13"
     log_level: str = "INFO"
@@ -137,6 +139,13 @@ class EnvConfig:
     @property
     def stack_name(self) -> str:
         return f"{PROJECT}-{self.name}"
+
+    @property
+    def fanout(self) -> FanoutSettings:
+        # The lease lasts as long as a flusher can live; rounds stop starting at 30 % of that, which
+        # leaves the rest for the last round's slowest posts (3 s read timeout, one retry).
+        timeout_ms = self.lambda_timeout_seconds * 1000
+        return FanoutSettings(linger_ms=self.fanout_linger_ms, budget_ms=timeout_ms * 3 // 10, lease_ms=timeout_ms)
 
     @property
     def prefix(self) -> str:
@@ -251,6 +260,10 @@ class EnvConfig:
             yield "lambda_architecture must be arm64 or x86_64"
         if not re.fullmatch(r"python3\.\d+", self.lambda_runtime):
             yield f"lambda_runtime must look like python3.13, got {self.lambda_runtime!r}"
+        try:
+            self.fanout.validate()
+        except SettingsError as error:
+            yield str(error)
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             yield "log_level must be DEBUG, INFO, WARNING or ERROR"
 

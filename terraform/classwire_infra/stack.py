@@ -127,6 +127,7 @@ class ClasswireStack(TerraformStack):
             redis=redis,
             jwt=replace(config.jwt, secret_arn=jwt_secret_arn or ""),
             limits=config.limits,
+            fanout=config.fanout,
             service_name=PROJECT,
             log_level=config.log_level,
         ).validate()

@@ -93,7 +93,7 @@ def _send_and_die_before_the_fan_out(frame: dict, ready) -> None:
         ready.set()
         os.kill(os.getpid(), signal.SIGKILL)
 
-    with mock.patch.object(ManagementApi, "post_many", killed):
+    with mock.patch.object(ManagementApi, "post_each", killed):
         send(TEACHER if frame["event"] == "end" else STUDENT, frame)
 
 

@@ -255,7 +255,8 @@ class ClasswireClient:
     # -- connection ------------------------------------------------------------------------------
     async def _run(self) -> None:
         while not self._closing and not self.ended:
-            params = {"token": self.token, "classroom": self.classroom}
+            # batch=1: the server may send several events in one `events` frame (one message, not many).
+            params = {"token": self.token, "classroom": self.classroom, "batch": "1"}
             if self.reopen:
                 params["reopen"] = "1"
             query = urlencode(params)
@@ -488,6 +489,17 @@ class ClasswireClient:
         raise failure
 
     # -- incoming --------------------------------------------------------------------------------
+    async def _on_event(self, frame: dict) -> None:
+        if frame.get("seq") is None:
+            if self.on_volatile:
+                self.on_volatile(frame)
+            return
+        if _is_number(frame.get("ts")):
+            sample = max(0.0, time.time() * 1000 - frame["ts"])
+            self.lag_ms = sample if self.lag_ms is None else 0.8 * self.lag_ms + 0.2 * sample
+        await self._acknowledge(frame)
+        self._accept(frame, replay=False)
+
     async def _on_frame(self, raw: str | bytes) -> None:
         try:
             frame = json.loads(raw)
@@ -498,15 +510,12 @@ class ClasswireClient:
         applied = (self.last_seq, self.stats.resets)
         kind = frame.get("type")
         if kind == "event":
-            if frame.get("seq") is None:
-                if self.on_volatile:
-                    self.on_volatile(frame)
-                return
-            if _is_number(frame.get("ts")):
-                sample = max(0.0, time.time() * 1000 - frame["ts"])
-                self.lag_ms = sample if self.lag_ms is None else 0.8 * self.lag_ms + 0.2 * sample
-            await self._acknowledge(frame)
-            self._accept(frame, replay=False)
+            await self._on_event(frame)
+        elif kind == "events":  # several events in one frame, each exactly as its own `event` frame
+            events = frame.get("events")
+            for event in events if isinstance(events, list) else ():
+                if isinstance(event, dict) and event.get("type") == "event":
+                    await self._on_event(event)
         elif kind == "sync":
             await self._on_sync(frame)
         elif kind == "ack":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from classwire import runtime
-from classwire.handlers.events import connected_at_of, endpoint_parts, log_keys, member_of, reopens
+from classwire.handlers.events import batches, connected_at_of, endpoint_parts, log_keys, member_of, reopens
 from classwire.metrics import CONNECTS
 from classwire.runtime import API_GATEWAY_REQUEST_ID
 
@@ -17,7 +17,8 @@ def handler(event: dict, context) -> dict:
     logger.append_keys(**log_keys(member))
     metrics.add_metadata(key="classroomId", value=member.classroom_id)  # a property, not a dimension
     connected_at = connected_at_of(event)
-    refused = runtime.classroom_service(*endpoint_parts(event)).connect(member, connected_at, reopens(event))
+    service = runtime.classroom_service(*endpoint_parts(event))
+    refused = service.connect(member, connected_at, reopens(event), batches(event))
     if refused is not None:
         # A non-2xx answer from the $connect integration rejects the upgrade with that status.
         status, reason = refused

@@ -7,7 +7,7 @@ integration or authorizer (or a test), and is refused with `MalformedEvent` nami
 from __future__ import annotations
 
 from classwire.classroom_store import Member
-from classwire.routes import REOPEN_QUERY_PARAMETER
+from classwire.routes import BATCH_QUERY_PARAMETER, REOPEN_QUERY_PARAMETER
 
 
 class MalformedEvent(ValueError):
@@ -39,8 +39,17 @@ def connected_at_of(event: dict) -> int:
 
 def reopens(event: dict) -> bool:
     """Whether the $connect asks to reopen an ended class (`reopen=1`; only a teacher's counts)."""
+    return _query_flag(event, REOPEN_QUERY_PARAMETER)
+
+
+def batches(event: dict) -> bool:
+    """Whether the $connect asks for `events` frames (`batch=1`)."""
+    return _query_flag(event, BATCH_QUERY_PARAMETER)
+
+
+def _query_flag(event: dict, name: str) -> bool:
     params = event.get("queryStringParameters")
-    return isinstance(params, dict) and params.get(REOPEN_QUERY_PARAMETER) == "1"
+    return isinstance(params, dict) and params.get(name) == "1"
 
 
 def endpoint_parts(event: dict) -> tuple[str, str]:
