@@ -17,6 +17,7 @@ import json
 import ssl
 import threading
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 STAGE = "dev"
@@ -56,6 +57,8 @@ class ManagementStub:
     fail_status: tuple[int, str] = (500, "InternalServerError")
     # serve https with this context (tests/support/tls.py makes a certificate for 127.0.0.1)
     ssl_context: ssl.SSLContext | None = None
+    # called with (connection id, body) as each POST to a live connection arrives (the stub's thread)
+    on_post: Callable[[str, bytes], None] | None = None
 
     def __post_init__(self):
         self.requests: list[RecordedRequest] = []
@@ -76,7 +79,15 @@ class ManagementStub:
 
     @property
     def _plain(self) -> bool:
-        return not (self.record or self.verify or self.gone or self.errors or self.hang or self.fail_first)
+        return not (
+            self.record
+            or self.verify
+            or self.gone
+            or self.errors
+            or self.hang
+            or self.fail_first
+            or self.on_post
+        )
 
     def reset(self) -> None:
         self.requests.clear()
@@ -160,6 +171,8 @@ class ManagementStub:
         if request.method == "POST":
             if self.record:
                 self.posts.append((connection_id, request.body))
+            if self.on_post is not None:
+                self.on_post(connection_id, request.body)
             return 200, {}, b""
         if request.method == "DELETE":
             self.gone.add(connection_id)

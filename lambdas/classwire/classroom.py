@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -107,7 +107,7 @@ class ClassroomService:
     fanout: FanoutSettings = field(default_factory=FanoutSettings)
     metric: MetricSink = _ignore_metric
     clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], object] = time.sleep
 
     # -- lifecycle -------------------------------------------------------------------------------
     def connect(
@@ -275,7 +275,7 @@ class ClassroomService:
         # An `end` closes the class again only while it is the end in force (not after a reopen).
         if original is not None and original.closes_class and result.still_ended:
             self.close_connections(member.classroom_id, published.connection_ids)
-        self.flush(member.classroom_id, published.round or (pruned and pruned.round))
+        self.flush(member.classroom_id, published.round or (pruned.round if pruned else None))
         return None
 
     def _sync(self, member: Member, request: Sync) -> str:
@@ -381,11 +381,12 @@ class ClassroomService:
                 self.close_connections(classroom_id, [c for c in targets if c not in gone])
             round_ = self.store.settle(classroom_id, round_, stop=time.monotonic() >= deadline)
 
-    def _prune(self, classroom_id: str, gone: Sequence[str], claim: bool = False) -> Published:
+    def _prune(self, classroom_id: str, gone: Iterable[str], claim: bool = False) -> Published:
         """Prunes connections found gone; `claim` when this invocation holds no lease (so that the leaves go
         out even if nobody else is posting the classroom)."""
-        self.metric(GONE_PRUNED, "Count", len(gone))
-        return self.store.prune_gone(classroom_id, sorted(gone), claim)
+        ids = sorted(gone)
+        self.metric(GONE_PRUNED, "Count", len(ids))
+        return self.store.prune_gone(classroom_id, ids, claim)
 
     def _post(
         self,
@@ -395,8 +396,9 @@ class ClassroomService:
         frames: Sequence[str],
         relayed: Sequence[tuple[str, str]],
     ) -> set[str]:
-        """Posts persistent `frames` in order, then `relayed` volatile ones, to every target: in `events`
-        frames to the batched ones, one per frame to the others. Returns the connections found gone."""
+        """Posts persistent `frames`, then `relayed` volatile ones, to every target: in `events` frames to
+        the batched ones, one per frame to the others, all at once (clients put frames that overtake each
+        other back in seq order, as they do for concurrent invocations). Returns the connections gone."""
         shared = [frame.encode("utf-8") for frame in frames]
         volatile = [(sender, frame.encode("utf-8")) for sender, frame in relayed]
         senders = {sender for sender, _ in volatile}
@@ -412,24 +414,19 @@ class ClassroomService:
                 cached = payloads[(own, batch)] = pack_events(events) if batch else events
             return cached
 
-        plans = [(c, payloads_of(c)) for c in targets]
-        gone: set[str] = set()
-        wave = 0
-        while True:
-            posts = [(c, plan[wave]) for c, plan in plans if wave < len(plan) and c not in gone]
-            if not posts:
-                return gone
-            started = time.perf_counter()
-            report = self.connections.post_each(posts)
-            self.metric(FANOUT_MS, "Milliseconds", (time.perf_counter() - started) * 1000)
-            self.metric(DELIVERIES, "Count", len(report.delivered))
-            if report.failed:
-                self.metric(DELIVERY_FAILURES, "Count", len(report.failed))
-                log.warning(
-                    "deliveries failed", extra={"classroomId": classroom_id, "failed": len(report.failed)}
-                )
-            gone.update(report.gone)
-            wave += 1
+        posts = [(c, payload) for c in targets for payload in payloads_of(c)]
+        if not posts:
+            return set()
+        started = time.perf_counter()
+        report = self.connections.post_each(posts)
+        self.metric(FANOUT_MS, "Milliseconds", (time.perf_counter() - started) * 1000)
+        self.metric(DELIVERIES, "Count", len(report.delivered))
+        if report.failed:
+            self.metric(DELIVERY_FAILURES, "Count", len(report.failed))
+            log.warning(
+                "deliveries failed", extra={"classroomId": classroom_id, "failed": len(report.failed)}
+            )
+        return set(report.gone)
 
     def close_connections(self, classroom_id: str, connection_ids: Sequence[str]) -> None:
         # Concurrently; a connection already gone counts as closed, and a failure is not retried here.

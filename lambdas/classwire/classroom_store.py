@@ -175,12 +175,13 @@ class ClassroomStore:
         Takes a round only with `claim`: a flusher that found them posts the leaves in its next one."""
         lease = self._lease()
         return self._leave(
-            classroom_id, connection_ids, CONNECTING_GRACE_SECONDS * 1000, lease if claim else ("", *lease[1:])
+            classroom_id,
+            connection_ids,
+            CONNECTING_GRACE_SECONDS * 1000,
+            lease if claim else ("", *lease[1:]),
         )
 
-    def _leave(
-        self, classroom_id: str, connection_ids: list[str], grace_ms: int, lease: tuple
-    ) -> Published:
+    def _leave(self, classroom_id: str, connection_ids: list[str], grace_ms: int, lease: tuple) -> Published:
         frames, conns, round_ = self._run(
             "leave",
             classroom_id,

@@ -300,8 +300,8 @@ class ManagementApi:
         return self.post_each([(c, data) for c in connection_ids])
 
     def post_each(self, posts: Sequence[tuple[str, bytes]]) -> FanoutReport:
-        """Posts each (connection, data) concurrently (each connection at most once: two posts to one
-        connection in flight together may arrive in either order); never raises for one's failure."""
+        """Posts each (connection, data) concurrently (two posts to one connection may arrive in either
+        order); never raises for one's failure."""
         digests: dict[int, str] = {}  # by identity: a round shares a few payloads among many connections
         jobs = []
         for connection_id, data in posts:
