@@ -1,6 +1,6 @@
 """`make bench`: every performance figure the project promises, measured in one run on this machine.
 
-    python -m bench [--quick] [--only fanout,redis,handler,cold,zips,synth,e2e] [--json reports/bench.json]
+    python -m bench [--quick] [--only fanout,batching,redis,handler,cold,zips,synth,e2e] [--json reports/bench.json]
 
 Prints one table per section and writes them all to a JSON file. Each comparison (lean client against
 boto3, fan-out against its floor) is measured in the same run, since this machine is shared and noisy.
@@ -22,6 +22,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from bench import batching as bench_batching
 from bench import fanout as bench_fanout
 from classwire_infra.paths import ROOT
 
@@ -33,6 +34,7 @@ TARGETS = {
     "redis_calls_per_send": 2,
     "handler_cpu_us_per_delivery": 100.0,
     "cold_init_ms": 300.0,
+    "busy_room_messages_per_delivered_event": bench_batching.TARGET_MESSAGES_PER_DELIVERY,
 }
 
 
@@ -54,6 +56,7 @@ class CountingRedis:
 
 
 def redis_round_trips(sizes=ROOM_SIZES) -> dict:
+    from classwire.classroom import ClassroomService
     from classwire.classroom_store import ClassroomStore, Member
     from classwire.settings import Limits
     from localcloud.cache import RedisServer
@@ -71,13 +74,18 @@ def redis_round_trips(sizes=ROOM_SIZES) -> dict:
         for size in sizes:
             room = f"bench-{size}"
             members = [Member(f"c{i:05d}=", room, f"u{i}", "student") for i in range(size)]
+            # The whole send as an invocation makes it: the append (which takes the round) and the settle
+            # that hands the lease back.
+            core = ClassroomService(store, _Delivered(), store._limits)
             for member in members:
-                store.join(member, 0)
+                core.connect(member, 0)
             sender = members[0]
-            store.publish(sender, "warm", "chat", '{"n":0}', persistent=True)  # loads the script once
+            core.handle(sender, json.dumps({"action": "send", "id": "warm", "event": "chat", "data": 0}))
             before_server = _evalsha_calls(client)
             before_calls = counter.calls
-            store.publish(sender, "m1", "stroke", '{"points":[[1,2],[3,4]]}', persistent=True)
+            core.handle(
+                sender, json.dumps({"action": "send", "id": "m1", "event": "stroke", "data": [[1, 2]]})
+            )
             send_calls = counter.calls - before_calls
             send_server = _evalsha_calls(client) - before_server - 1  # minus the INFO's own count
             store.sync(
@@ -92,6 +100,24 @@ def redis_round_trips(sizes=ROOM_SIZES) -> dict:
             }
         client.close()
     return results
+
+
+class _Delivered:
+    """@connections that delivers every post at once (the Redis count is what is measured)."""
+
+    def post_each(self, posts):
+        from classwire.management_api import FanoutReport
+
+        return FanoutReport(tuple(c for c, _ in posts), (), ())
+
+    def post_many(self, connection_ids, data):
+        return self.post_each([(c, data) for c in connection_ids])
+
+    def delete(self, connection_id):
+        return None
+
+    def delete_many(self, connection_ids):
+        return None
 
 
 def _evalsha_calls(client) -> int:
@@ -326,6 +352,8 @@ def report(results: dict) -> str:
             "## Fan-out against @connections with injected latency",
             bench_fanout.table(results["fanout"]),
         ]
+    if "batching" in results:
+        lines += ["", "## Batching: messages per delivered event", bench_batching.table(results["batching"])]
     if "redis" in results:
         lines += ["", "## Redis round trips (client calls)", f"{'members':>8} {'send':>5} {'sync page':>10}"]
         lines += [f"{size:>8} {r['send']:>5} {r['sync_page']:>10}" for size, r in results["redis"].items()]
@@ -376,6 +404,9 @@ def targets(results: dict) -> dict:
     for size, key in (("30", "fanout_30_x_floor"), ("1000", "fanout_1000_x_floor")):
         if size in fanout:
             checks[key] = fanout[size]["lean"]["ratio_to_floor"]
+    busy = results.get("batching", {}).get("scenarios", {}).get(bench_batching.BUSY_ROOM.name)
+    if busy:
+        checks["busy_room_messages_per_delivered_event"] = busy["batched"]["messages_per_delivered_event"]
     if "redis" in results:
         checks["redis_calls_per_send"] = max(r["send"] for r in results["redis"].values())
     if "handler" in results:
@@ -388,7 +419,7 @@ def targets(results: dict) -> dict:
     }
 
 
-SECTIONS = ("fanout", "redis", "handler", "cold", "zips", "synth", "e2e")
+SECTIONS = ("fanout", "batching", "redis", "handler", "cold", "zips", "synth", "e2e")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
                 redis_url=server.url,
                 sequential_sizes=(30,),
             )
+    if "batching" in sections:
+        results["batching"] = bench_batching.run(quick=args.quick)
     if "redis" in sections:
         results["redis"] = redis_round_trips()
     if "handler" in sections:

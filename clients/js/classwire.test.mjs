@@ -161,6 +161,19 @@ describe("ordering", () => {
     assert.deepEqual(h.seen.events.map((e) => e.replay), [false, true, true, true]);
   });
 
+  it("applies the events of an `events` frame as if each came in its own frame, and asks for them with batch=1", async () => {
+    const h = harness();
+    const ws = await h.connected([event(1)]);
+    assert.equal(new URL(ws.url).searchParams.get("batch"), "1");
+    const cursor = { type: "event", classroom: "c1", id: "k1", from: "bob", event: "cursor", data: { x: 1 }, ts: 0 };
+    ws.deliver({ type: "events", events: [event(3), event(2), cursor, event(2), "junk", null] });
+    assert.deepEqual(h.seqs(), [1, 2, 3]);
+    assert.equal(h.client.stats.duplicates, 1);
+    assert.deepEqual(h.seen.volatile.map((e) => e.id), ["k1"]);
+    ws.deliver({ type: "events", events: "not a list" }); // ignored
+    assert.deepEqual(h.seqs(), [1, 2, 3]);
+  });
+
   it("drops duplicates by seq", async () => {
     const h = harness();
     const ws = await h.connected([event(1)]);

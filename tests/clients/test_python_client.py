@@ -252,6 +252,28 @@ def test_a_refused_who_is_retried_after_retry_after_ms():
     play(scenario)
 
 
+# -- batched frames ----------------------------------------------------------------------------------
+
+
+def test_an_events_frame_is_applied_as_if_each_event_came_in_its_own_frame():
+    volatile: list[dict] = []
+
+    async def scenario(client, network):
+        ws = await connected(client, network, [event(1)])
+        assert "batch=1" in ws.url
+        cursor = {"type": "event", "classroom": "c1", "id": "k1", "from": "bob", "event": "cursor", "ts": 0}
+        ws.deliver({"type": "events", "events": [event(3), event(2), cursor, event(2), "junk", None]})
+        await settle()
+        assert [e["seq"] for e in client.events] == [1, 2, 3]
+        assert client.stats.duplicates == 1
+        assert [e["id"] for e in volatile] == ["k1"]
+        ws.deliver({"type": "events", "events": "not a list"})  # ignored
+        await settle()
+        assert client.last_seq == 3
+
+    play(scenario, on_volatile=volatile.append)
+
+
 # -- bounded buffer ----------------------------------------------------------------------------------
 
 

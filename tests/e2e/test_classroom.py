@@ -247,3 +247,56 @@ def test_teacher_ends_the_class_and_every_connection_closes(members, classroom):
             assert persistent(student)[-1][1] == "end"
 
     run(scenario())
+
+
+def test_a_busy_classroom_gets_its_events_in_fewer_frames_when_it_asks_for_batches(
+    system, members, classroom
+):
+    """Five members send at once; a raw connection with batch=1 gets `events` frames, one without gets one
+    frame per event, and both get every event once."""
+
+    async def listen(batch: bool, seen: list[dict], frames: list[str], expected: int) -> None:
+        query = f"token={system.token('watcher', classroom)}&classroom={classroom}" + (
+            "&batch=1" if batch else ""
+        )
+        async with connect(f"{system.websocket_url}?{query}") as ws:
+            ready.release()
+            while len([e for e in seen if e.get("event") == "stroke"]) < expected:
+                frame = json.loads(await ws.recv())
+                frames.append(frame["type"])
+                seen.extend(frame["events"] if frame["type"] == "events" else [frame])
+
+    ready = asyncio.Semaphore(0)
+
+    async def scenario():
+        async with members() as room:
+            senders = [await room.join(f"s{n}", classroom) for n in range(5)]
+            batched_events: list[dict] = []
+            plain_events: list[dict] = []
+            batched_frames: list[str] = []
+            plain_frames: list[str] = []
+            listeners = [
+                asyncio.create_task(listen(True, batched_events, batched_frames, 50)),
+                asyncio.create_task(listen(False, plain_events, plain_frames, 50)),
+            ]
+            for _ in listeners:
+                await ready.acquire()
+            await asyncio.sleep(0.3)  # both joined (their $connect returned)
+
+            async def strokes(sender):
+                for k in range(10):
+                    await sender.send("stroke", {"k": k})
+
+            await asyncio.gather(*(strokes(s) for s in senders))
+            await asyncio.wait_for(asyncio.gather(*listeners), 20)
+
+            def strokes_of(events: list[dict]) -> list[tuple]:
+                return sorted((e["seq"], e["id"]) for e in events if e.get("event") == "stroke")
+
+            assert (
+                strokes_of(batched_events) == strokes_of(plain_events) and len(strokes_of(plain_events)) == 50
+            )
+            assert set(plain_frames) == {"event"}
+            assert "events" in batched_frames and len(batched_frames) < len(plain_frames)
+
+    run(scenario())
