@@ -1,6 +1,6 @@
 """`make bench`: every performance figure the project promises, measured in one run on this machine.
 
-    python -m bench [--quick] [--only fanout,batching,redis,handler,cold,zips,synth,e2e] [--json reports/bench.json]
+    python -m bench [--quick] [--only fanout,batching,late,redis,handler,cold,zips,synth,e2e] [--json reports/bench.json]
 
 Prints one table per section and writes them all to a JSON file. Each comparison (lean client against
 boto3, fan-out against its floor) is measured in the same run, since this machine is shared and noisy.
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bench import batching as bench_batching
 from bench import fanout as bench_fanout
+from bench import late_joiner as bench_late_joiner
 from classwire_infra.paths import ROOT
 
 HANDLERS = ("authorizer", "connect", "disconnect", "message")
@@ -56,6 +57,7 @@ class CountingRedis:
 
 
 def redis_round_trips(sizes=ROOM_SIZES) -> dict:
+    from bench.batching import Delivered
     from classwire.classroom import ClassroomService
     from classwire.classroom_store import ClassroomStore, Member
     from classwire.settings import Limits
@@ -76,7 +78,7 @@ def redis_round_trips(sizes=ROOM_SIZES) -> dict:
             members = [Member(f"c{i:05d}=", room, f"u{i}", "student") for i in range(size)]
             # The whole send as an invocation makes it: the append (which takes the round) and the settle
             # that hands the lease back.
-            core = ClassroomService(store, _Delivered(), store._limits)
+            core = ClassroomService(store, Delivered(), store._limits)
             for member in members:
                 core.connect(member, 0)
             sender = members[0]
@@ -100,24 +102,6 @@ def redis_round_trips(sizes=ROOM_SIZES) -> dict:
             }
         client.close()
     return results
-
-
-class _Delivered:
-    """@connections that delivers every post at once (the Redis count is what is measured)."""
-
-    def post_each(self, posts):
-        from classwire.management_api import FanoutReport
-
-        return FanoutReport(tuple(c for c, _ in posts), (), ())
-
-    def post_many(self, connection_ids, data):
-        return self.post_each([(c, data) for c in connection_ids])
-
-    def delete(self, connection_id):
-        return None
-
-    def delete_many(self, connection_ids):
-        return None
 
 
 def _evalsha_calls(client) -> int:
@@ -354,6 +338,8 @@ def report(results: dict) -> str:
         ]
     if "batching" in results:
         lines += ["", "## Batching: messages per delivered event", bench_batching.table(results["batching"])]
+    if "late" in results:
+        lines += ["", "## A late joiner's catch-up", bench_late_joiner.table(results["late"])]
     if "redis" in results:
         lines += ["", "## Redis round trips (client calls)", f"{'members':>8} {'send':>5} {'sync page':>10}"]
         lines += [f"{size:>8} {r['send']:>5} {r['sync_page']:>10}" for size, r in results["redis"].items()]
@@ -419,7 +405,7 @@ def targets(results: dict) -> dict:
     }
 
 
-SECTIONS = ("fanout", "batching", "redis", "handler", "cold", "zips", "synth", "e2e")
+SECTIONS = ("fanout", "batching", "late", "redis", "handler", "cold", "zips", "synth", "e2e")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -452,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     if "batching" in sections:
         results["batching"] = bench_batching.run(quick=args.quick)
+    if "late" in sections:
+        results["late"] = bench_late_joiner.run(hours=0.5 if args.quick else 2.0)
     if "redis" in sections:
         results["redis"] = redis_round_trips()
     if "handler" in sections:

@@ -29,13 +29,29 @@ from bench.connections_stub import TEST_REGION, ManagementStub
 from bench.fanout import CREDENTIALS
 from classwire.classroom import ClassroomService
 from classwire.classroom_store import ClassroomStore, Member
-from classwire.management_api import ManagementApi
+from classwire.management_api import FanoutReport, ManagementApi
 from classwire.settings import Limits
 from localcloud.cache import RedisServer
 
 LIMITS = Limits(rate_per_second=1e6, rate_burst=10**6, read_rate_per_second=1e6, read_rate_burst=10**6)
 ACK_TIMEOUT_S = 10.0
 TARGET_MESSAGES_PER_DELIVERY = 0.5
+
+
+class Delivered:
+    """@connections that delivers every post at once (the Redis count is what is measured)."""
+
+    def post_each(self, posts):
+        return FanoutReport(tuple(c for c, _ in posts), (), ())
+
+    def post_many(self, connection_ids, data):
+        return self.post_each([(c, data) for c in connection_ids])
+
+    def delete(self, connection_id):
+        return None
+
+    def delete_many(self, connection_ids):
+        return None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ def test_quick_bench_measures_redis_round_trips_and_handler_cpu(tmp_path):
             "bench",
             "--quick",
             "--only",
-            "redis,handler",
+            "redis,handler,late",
             "--json",
             str(result_file),
         ],
@@ -35,5 +35,8 @@ def test_quick_bench_measures_redis_round_trips_and_handler_cpu(tmp_path):
     assert {size: r["send"] for size, r in results["redis"].items()} == {"30": 2, "300": 2, "1000": 2}
     assert all(r["sync_page"] == 1 for r in results["redis"].values())
     assert results["handler"]["cpu_us_per_delivery"] > 0
+    # A late joiner starting at the last clear syncs fewer events than one starting at the oldest retained.
+    late = results["late"]
+    assert 0 < late["from_last_clear"]["events"] < late["from_oldest_retained"]["events"]
     assert set(results["targets"]) == {"redis_calls_per_send", "handler_cpu_us_per_delivery"}
     assert "## Targets" in run.stdout

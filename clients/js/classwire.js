@@ -629,7 +629,9 @@ export class ClasswireClient {
     const epoch = typeof page.epoch === "string" ? page.epoch : "";
     let linked = true;
     if (page.reset) {
-      this.stats.resets += 1;
+      // Not counted for a client that held nothing (a first sync starting at the last `clear`, or past a
+      // trim): it lost nothing. onReset is still called: the application builds from this page.
+      if (this.lastSeq > 0 || this._buffer.size > 0) this.stats.resets += 1;
       this._buffer.clear();
       this._recent.clear();
       this._clear("gap");

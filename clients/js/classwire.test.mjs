@@ -337,6 +337,7 @@ describe("divergence and reset", () => {
     assert.deepEqual(ws.frames("sync").at(-1), { action: "sync", since: 5000, sinceEid: "e5000", epoch: A, limit: 200 });
     ws.deliver(page([event(1, { epoch: B }), event(2, { epoch: B })], { reset: true, epoch: B }));
     assert.equal(h.seen.resets, 2);
+    assert.equal(h.client.stats.resets, 1, "the first page's reset is not counted: the client held nothing");
     assert.equal(h.client.epoch, B);
     ws.deliver(event(3, { epoch: B }));
     assert.deepEqual(h.seqs(), [1, 2, 3]);

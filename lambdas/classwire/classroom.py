@@ -242,6 +242,7 @@ class ClassroomService:
             request.data_json,
             event_type.persistent,
             closes_class=event_type.closes_class,
+            starts_board=event_type.starts_board,
         )
         if result.status == "not_member":
             self._stranger(member, request.id, "send")
@@ -287,7 +288,8 @@ class ClassroomService:
             request.limit,
             FRAME_LIMIT_BYTES - REPLY_ENVELOPE_BYTES,
         )
-        if page.reset:
+        if page.reset and (request.since > 0 or request.epoch):
+            # (A first sync that starts at the board is not a reset: the member held nothing.)
             self.metric(SYNC_RESETS, "Count", 1)
         self.metric(SYNC_EVENTS, "Count", len(page.frames))
         if request.since > 0:

@@ -5,7 +5,8 @@
 --   cw:{c}:info      HASH  connectionId -> {"userId","role","name","connectedAt"} (JSON)
 --   cw:{c}:users     HASH  userId -> number of live connections
 --   cw:{c}:meta      HASH  seq -> last assigned seq; eid -> that event's id; epoch -> this log's incarnation;
---                          bytes -> frame bytes in the log
+--                          bytes -> frame bytes in the log; board -> seq of the last event that starts a new
+--                          board (`clear`), where a member's first sync starts
 --   cw:{c}:log       STREAM id "<seq>-0", fields f (the event frame), e (eid), t (ms)
 --   cw:{c}:ended     STRING "<seq>:<epoch>" of the `end` that closed the class, until a teacher reopens it
 --   cw:{c}:idem      HASH  "<#userId>:<userId>:<id>" -> "<seq>:<epoch>" for idempotent resends (the length
@@ -396,7 +397,8 @@ return {frames, conns, next_round(c, fanout, conns)}
 --@script publish
 -- ARGV: classroom, connectionId, userId, role, id, id JSON, event, data JSON, persistent (1/0),
 --       closes the class (1/0), rate per second, burst, sender head, nonce, ended ttl ms, max_events,
---       max_age_ms, max_bytes, idempotency window ms, lease, lease ms, round max events, round max bytes
+--       max_age_ms, max_bytes, idempotency window ms, lease, lease ms, round max events, round max bytes,
+--       starts a new board (1/0)
 -- Returns {'ok', seq, frames, members, ts, round}, {'duplicate', seq, epoch, frame or '', members, still
 -- ended by it (1/0), round}, {'rate_limited', ms or -1}, {'not_member'} or {'ended'}. A volatile event is
 -- queued for the next round (its own, when this call takes the lease).
@@ -406,6 +408,7 @@ local rate, burst = tonumber(ARGV[11]), tonumber(ARGV[12])
 local head, nonce, ended_ttl = ARGV[13], ARGV[14], tonumber(ARGV[15])
 local retention = retention_at(16)
 local fanout = fanout_at(20)
+local starts_board = ARGV[24] == '1'
 local ts, clock = now_ms()
 if not is_member(c, conn, user, ts) then return {'not_member'} end
 -- Resends are charged too: answering one fans the event out again.
@@ -430,6 +433,7 @@ if persistent then
   remember(c, record, seq, epoch, ts, retention.window_ms)
   -- Recorded with the append, so the class is ended even if this invocation dies before its fan-out.
   if closes then redis.call('SET', key(c, 'ended'), seq .. ':' .. epoch, 'PX', ended_ttl) end
+  if starts_board then redis.call('HSET', key(c, 'meta'), 'board', seq) end
   table.insert(frames, frame)
 else
   local relay = key(c, 'relay')
@@ -467,6 +471,9 @@ return {conns, round_reply(c, round, conns)}
 -- ARGV: classroom, connectionId, userId, since, since eid ('' when unknown), epoch ('' when unknown), limit,
 --       byte budget, rate per second, burst
 -- Returns {reset 1/0, last included seq, more 1/0, frames, epoch} or {'rate_limited', ms or -1}.
+-- A first sync (since 0, no epoch: the member holds nothing) starts at the last event that started a new
+-- board, or at the `end` in force if that came before it (so a late joiner sees the class is ended); it is
+-- answered `reset` when that skips older events, which the member then never applies.
 local c, conn, user, since, since_eid = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local want_epoch, limit, budget = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local ts = now_ms()
@@ -490,7 +497,14 @@ elseif since_eid ~= '' and since == first - 1 and #head_entry > 0 then
   -- frame's first such member: what comes before it is server-written.)
   if string.match(head_entry[1][2][2], '"prev":"(%x*)"') ~= since_eid then reset = true end
 end
-local start = (reset and first or since + 1) .. '-0'
+local start_seq = reset and first or since + 1
+if since == 0 and want_epoch == '' then
+  local board = tonumber(redis.call('HGET', key(c, 'meta'), 'board') or '0')
+  local end_seq, end_in_log = ended_mark(c)
+  if end_seq and end_in_log then board = math.min(board, tonumber(end_seq)) end
+  if board > first then start_seq, reset = board, true end
+end
+local start = start_seq .. '-0'
 local frames, used, included = {}, 0, (reset and last or since)
 local more, full = false, false
 while not full do

@@ -217,6 +217,7 @@ class ClassroomStore:
         data_json: str,
         persistent: bool,
         closes_class: bool = False,
+        starts_board: bool = False,
     ) -> PublishResult:
         """Appends (persistent) or relays one event; raises RateLimited. A resend of an (user, id) already
         appended is a `duplicate`: its original frame, if still logged, and the members to send it to."""
@@ -239,6 +240,7 @@ class ClassroomStore:
             ENDED_TTL_SECONDS * 1000,
             *self._retention(),
             *self._lease(),
+            1 if starts_board else 0,
         )
         status = _text(reply[0])
         if status == "ok":

@@ -22,6 +22,9 @@ class EventType:
     # Once everyone has been sent it, every connection of the classroom is closed, and the class stays
     # ended (students' $connect and sends refused) until a teacher reopens it.
     closes_class: bool = False
+    # A new board starts here: a member's first sync (it holds nothing) starts at the last such event,
+    # not at the oldest one retained, so a late joiner does not replay strokes a teacher has cleared.
+    starts_board: bool = False
 
 
 DEFAULT_EVENT_TYPES: tuple[EventType, ...] = (
@@ -29,7 +32,7 @@ DEFAULT_EVENT_TYPES: tuple[EventType, ...] = (
     EventType("stroke", EVERYONE, persistent=True),
     EventType("erase", EVERYONE, persistent=True),
     EventType("cursor", EVERYONE, persistent=False),
-    EventType("clear", TEACHER, persistent=True),
+    EventType("clear", TEACHER, persistent=True, starts_board=True),
     EventType("end", TEACHER, persistent=True, closes_class=True),
 )
 

@@ -663,3 +663,31 @@ def test_rates_are_per_user_and_reconnecting_refills_nothing(redis_client):
             store.join(Member(f"again{n}", "room-1", "mallory", "student"), 0)
             store.leave("room-1", [f"again{n}"])
     assert refused.value.reason == "too_fast"
+
+
+def test_a_first_sync_starts_at_the_last_clear_and_a_catching_up_one_does_not(store):
+    teacher, alice = member(0, role="teacher"), member(1)
+    store.join(teacher, 0)
+    store.join(alice, 0)
+    for n in range(5):
+        store.publish(alice, f"old{n}", "stroke", "1", True)
+    cleared = store.publish(teacher, "c1", "clear", "null", True, starts_board=True)
+    store.publish(alice, "new", "stroke", "2", True)
+    first = sync(store, "room-1", 0, "", 200, 30_000)
+    assert first.reset and seqs(first.frames) == [cleared.seq, cleared.seq + 1]
+    # A member catching up from where it was gets everything after that, the old board included.
+    again = sync(store, "room-1", 2, "", 200, 30_000)
+    assert not again.reset and seqs(again.frames) == list(range(3, cleared.seq + 2))
+    # Naming an epoch, a member held something: a seq-0 sync of it is not a first one.
+    epoch = log_epoch(store, "room-1")
+    assert seqs(sync(store, "room-1", 0, "", 200, 30_000, epoch=epoch).frames)[0] == 1
+
+
+def test_a_first_sync_into_an_ended_class_starts_no_later_than_its_end(store):
+    teacher, alice = member(0, role="teacher"), member(1)
+    store.join(teacher, 0)
+    store.join(alice, 0)
+    ended = store.publish(teacher, "e", "end", "null", True, closes_class=True)
+    store.publish(teacher, "c", "clear", "null", True, starts_board=True)
+    page = sync(store, "room-1", 0, "", 200, 30_000)
+    assert seqs(page.frames)[0] == ended.seq and page.reset

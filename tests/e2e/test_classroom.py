@@ -300,3 +300,23 @@ def test_a_busy_classroom_gets_its_events_in_fewer_frames_when_it_asks_for_batch
             assert "events" in batched_frames and len(batched_frames) < len(plain_frames)
 
     run(scenario())
+
+
+def test_a_late_joiner_starts_at_the_last_clear(members, classroom):
+    async def scenario():
+        async with members() as room:
+            teacher = await room.join("tina", classroom, "teacher")
+            for k in range(10):
+                await teacher.send("stroke", {"k": k})
+            await teacher.send("chat", {"text": "before the clear"})
+            cleared = await teacher.send("clear", None)
+            for k in range(2):
+                await teacher.send("stroke", {"after": k})
+            late = await room.join("lea", classroom)
+            await late.wait_for_seq(cleared["seq"] + 2)
+            assert [e["event"] for e in late.events][:3] == ["clear", "stroke", "stroke"]
+            assert late.events[0]["seq"] == cleared["seq"] and late.stats.resets == 0
+            # The teacher, there all along, holds the whole log.
+            assert len(teacher.events) > len(late.events)
+
+    run(scenario())

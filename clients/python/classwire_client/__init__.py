@@ -778,8 +778,11 @@ class ClasswireClient:
                 self._arm_gap()
 
     def _reset(self, page: dict, events: list, epoch: str) -> None:
-        """The log no longer continues from what was applied: drop it all and rebuild from the page."""
-        self.stats.resets += 1
+        """The log no longer continues from what was applied: drop it all and rebuild from the page. Not
+        counted for a client that held nothing (a first sync starting at the last `clear`, or past a trim):
+        it lost nothing; `on_reset` is still called, as the application builds from this page."""
+        if self.last_seq > 0 or self._buffer:
+            self.stats.resets += 1
         self._buffer.clear()
         self._recent_eids.clear()
         self.events.clear()
