@@ -11,6 +11,7 @@ from classwire.event_types import DEFAULT_EVENT_TYPES
 from classwire.metrics import declared as declared_metrics
 from classwire.protocol import DEFAULT_SYNC_LIMIT
 from classwire.settings import FRAME_LIMIT_BYTES, IDEMPOTENCY_WINDOW_SECONDS
+from cost.batching import Batching, batching
 from cost.frames import (
     access_log_line_bytes,
     client_send_bytes,
@@ -25,7 +26,7 @@ from cost.frames import (
 from cost.prices import Price, PriceBook
 from cost.profile import UsageProfile
 from cost.stack_facts import StackFacts
-from cost.vendors import ably_cost, pusher_cost
+from cost.vendors import VendorPrice, VendorTraffic, vendor_prices
 
 # CloudWatch Logs bills each event's bytes plus this per-event overhead.
 LOG_EVENT_OVERHEAD_BYTES = 26
@@ -39,6 +40,7 @@ REDIS_BYTES_PER_LOGGED_EVENT = 120
 REDIS_BYTES_PER_IDEMPOTENCY_KEY = 110
 
 FIXED, VARIABLE = "fixed", "variable"
+NO_BATCHING = Batching(1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,9 @@ class Estimate:
     profile: UsageProfile
     lines: list[Line]
     traffic: dict[str, float]
-    vendors: dict[str, dict]
+    vendors: list[VendorPrice]
     warnings: list[str] = field(default_factory=list)
+    vendor_traffic: VendorTraffic | None = None  # the traffic as the managed services see it
 
     @property
     def total(self) -> float:
@@ -74,7 +77,7 @@ class Estimate:
 def estimate(stack: StackFacts, profile: UsageProfile, prices: PriceBook) -> Estimate:
     """The monthly bill: what the classrooms make the stack do, then each billed service's lines (in the
     report's order), the cache fit and the vendors' prices for the same traffic."""
-    t = client_traffic(profile)
+    t = client_traffic(profile, stack.fanout_linger_ms)
     usage = lambda_usage(stack, profile, t)
     logs = log_volume(stack, profile, t, usage)
     lines = [
@@ -89,16 +92,12 @@ def estimate(stack: StackFacts, profile: UsageProfile, prices: PriceBook) -> Est
         *redis_transfer_lines(stack, t, prices),
         *cloudwatch_logs_lines(stack, profile, logs, prices),
     ]
-    result = Estimate(stack, profile, lines, traffic_table(stack, t, usage, logs), {})
+    result = Estimate(stack, profile, lines, traffic_table(stack, t, usage, logs), [])
     result.warnings.extend(
         _cache_fit(stack, profile, prices, t.persistent_events_per_room, t.average_persistent_frame, t.sends)
     )
-    result.vendors = {
-        "Pusher Channels": pusher_cost(profile, prices, t.sends, t.reconnects, t.room, t.active_seconds),
-        "Ably": ably_cost(
-            profile, prices, t.sends, t.reconnects, t.room, t.active_seconds, t.connections, t.missed
-        ),
-    }
+    result.vendor_traffic = vendor_traffic(profile, t)
+    result.vendors = vendor_prices(profile, prices, result.vendor_traffic)
     return result
 
 
@@ -122,6 +121,9 @@ class Traffic:
     redis_bytes: float  # between the Lambdas and the Redis primary
     persistent_events_per_room: float
     average_persistent_frame: float  # bytes
+    batching: Batching = NO_BATCHING  # API Gateway messages per delivered event, flushers per event
+    volatile_sends: float = 0.0
+    average_volatile_frame: float = 0.0  # bytes
 
     @property
     def messages_per_month(self) -> float:
@@ -144,13 +146,17 @@ class _EventFrames:
     redis_bytes: float
     persistent_events_per_room: float
     persistent_bytes: float
+    volatile_sends: float = 0.0
+    volatile_bytes: float = 0.0
 
 
-def _event_frames(profile: UsageProfile, connections: float, room: float) -> _EventFrames:
+def _event_frames(profile: UsageProfile, connections: float, room: float, rounds: Batching) -> _EventFrames:
+    """`rounds`: each member is posted once per round, which carries every event appended meanwhile."""
     p, ids, net = profile, profile.ids, profile.network
     registry = {t.name: t for t in DEFAULT_EVENT_TYPES}
     sends = deliveries = inbound_units = outbound_units = nat_bytes = redis_bytes = 0.0
-    persistent_events_per_room = persistent_bytes = 0.0
+    persistent_events_per_room = persistent_bytes = volatile_sends = volatile_bytes = 0.0
+    per_post = net.post_request_overhead_bytes + net.post_response_bytes
     for name, rate in p.events.items():
         persistent = registry[name].persistent or name in p.logged_volatile
         factor = p.stroke_coalescing_factor if name == "stroke" else 1
@@ -166,16 +172,22 @@ def _event_frames(profile: UsageProfile, connections: float, room: float) -> _Ev
         sends += frames
         deliveries += frames * receivers
         inbound_units += frames * metered_units(frame_in)
-        outbound_units += frames * receivers * metered_units(frame_out)
-        nat_bytes += (
-            frames * receivers * (frame_out + net.post_request_overhead_bytes + net.post_response_bytes)
-        )
+        # A round's events share one frame per member (far below the 32 KB unit at these sizes).
+        outbound_units += frames * receivers * metered_units(frame_out) * rounds.messages_per_event
+        nat_bytes += frames * receivers * (frame_out + per_post * rounds.messages_per_event)
+        # The append, with the members in its reply; the settle of each round, with them again.
         redis_bytes += frames * (
-            net.redis_request_overhead_bytes + data + frame_out + room * net.redis_reply_bytes_per_member
+            net.redis_request_overhead_bytes
+            + data
+            + frame_out
+            + room * net.redis_reply_bytes_per_member * (1 + rounds.messages_per_event)
         )
         if persistent:
             persistent_events_per_room += frames / p.classrooms
             persistent_bytes += frames * frame_out
+        else:
+            volatile_sends += frames
+            volatile_bytes += frames * frame_out
     return _EventFrames(
         sends,
         deliveries,
@@ -185,17 +197,37 @@ def _event_frames(profile: UsageProfile, connections: float, room: float) -> _Ev
         redis_bytes,
         persistent_events_per_room,
         persistent_bytes,
+        volatile_sends,
+        volatile_bytes,
     )
 
 
-def client_traffic(profile: UsageProfile) -> Traffic:
+def room_batching(profile: UsageProfile, linger_ms: float) -> Batching:
+    """Batching at the profile's average event rate per classroom (every event kind goes through rounds);
+    a round takes one concurrent wave of posts and the settle after it."""
+    p = profile
+    connections = p.peak_concurrent_users * p.average_to_peak
+    per_room = (
+        sum(
+            rate.per_member_per_second / (p.stroke_coalescing_factor if name == "stroke" else 1)
+            for name, rate in p.events.items()
+        )
+        * connections
+        / p.classrooms
+    )
+    timing = p.lambda_timing
+    return batching(round(per_room, 6), timing.post_round_trip_ms + timing.redis_round_trip_ms, linger_ms)
+
+
+def client_traffic(profile: UsageProfile, linger_ms: float = 0.0) -> Traffic:
     """The events, then the pings (each answered by a pong through the route response, not the NAT) and the
     reconnects (a join and a leave fanned out, a sync of what was missed, a roster)."""
     p, ids, net = profile, profile.ids, profile.network
     active_seconds = p.hours_per_day * 3600 * p.days_per_month
     connections = p.peak_concurrent_users * p.average_to_peak
     room = connections / p.classrooms  # members of a classroom, on average
-    events = _event_frames(p, connections, room)
+    rounds = room_batching(p, linger_ms)
+    events = _event_frames(p, connections, room, rounds)
     persistent_events_per_room = events.persistent_events_per_room
     average_persistent_frame = events.persistent_bytes / (persistent_events_per_room * p.classrooms or 1)
 
@@ -245,6 +277,24 @@ def client_traffic(profile: UsageProfile) -> Traffic:
         redis_bytes=redis_bytes,
         persistent_events_per_room=persistent_events_per_room,
         average_persistent_frame=average_persistent_frame,
+        batching=rounds,
+        volatile_sends=events.volatile_sends,
+        average_volatile_frame=events.volatile_bytes / (events.volatile_sends or 1),
+    )
+
+
+def vendor_traffic(profile: UsageProfile, t: Traffic) -> VendorTraffic:
+    return VendorTraffic(
+        active_seconds=t.active_seconds,
+        connections=t.connections,
+        channels=profile.classrooms * profile.average_to_peak,
+        room=t.room,
+        persistent=t.sends - t.volatile_sends,
+        volatile=t.volatile_sends,
+        persistent_bytes=t.average_persistent_frame,
+        volatile_bytes=t.average_volatile_frame,
+        reconnects=t.reconnects,
+        missed=t.missed,
     )
 
 
@@ -274,9 +324,19 @@ def lambda_usage(stack: StackFacts, profile: UsageProfile, traffic: Traffic) -> 
             timing.cpu_ms_per_frame + fan * t.room,
         )
 
+    # A send's invocation appends; its share of the rounds (each a wave of posts and a settle) and of the
+    # flushers' lingers is what batching leaves per event.
+    rounds, linger_ms = t.batching, stack.fanout_linger_ms
+    send_ms = wall_ms(
+        "message",
+        timing.redis_round_trip_ms
+        + rounds.messages_per_event * (timing.post_round_trip_ms + timing.redis_round_trip_ms)
+        + rounds.flushes_per_event * linger_ms,
+        timing.cpu_ms_per_frame + fan * t.room * rounds.messages_per_event,
+    )
     invocations = {
         "message": [
-            (t.sends, fanning_out("message")),
+            (t.sends, send_ms),
             (t.pings, wall_ms("message", timing.redis_round_trip_ms, timing.cpu_ms_per_frame)),
             (
                 t.reconnects * t.sync_pages,
@@ -603,6 +663,7 @@ def traffic_table(
         "members per classroom (average)": t.room,
         "client frames per second (sends)": t.sends,
         "deliveries per second": t.deliveries,
+        "API Gateway messages per delivered event (batching)": t.batching.messages_per_event,
         "pings per second": t.pings,
         "reconnects per second": t.reconnects,
         "API Gateway messages per month": t.messages_per_month,

@@ -1,5 +1,6 @@
 """Levers: the whole estimate recomputed with one thing changed (cursors in the log, stroke coalescing, NAT
-gateways per AZ, the cache node size), and which components that changes."""
+gateways per AZ, the cache node size, the flusher's linger, a small deployment's shape), and which
+components that changes."""
 
 from __future__ import annotations
 
@@ -77,4 +78,57 @@ def levers(stack: StackFacts, profile: UsageProfile, prices: PriceBook) -> list[
             estimate(replace(stack, cache_node_type=node), profile, prices),
         )
     )
+    for linger in (50, 200):
+        if linger != stack.fanout_linger_ms:
+            results.append(
+                LeverResult(
+                    f"(e) batching linger {linger} ms",
+                    f"fanout_linger_ms {stack.fanout_linger_ms} -> {linger} (up to {linger} ms more latency)",
+                    base,
+                    estimate(replace(stack, fanout_linger_ms=linger), profile, prices),
+                )
+            )
+    if profile.ping_interval_seconds < IDLE_PING_SECONDS:
+        results.append(
+            LeverResult(
+                "(g) pings every 5 minutes",
+                f"ping_interval_seconds {profile.ping_interval_seconds:g} -> {IDLE_PING_SECONDS} (telemetry "
+                "every 5 minutes, or off: bare keep-alives)",
+                base,
+                estimate(stack, replace(profile, ping_interval_seconds=IDLE_PING_SECONDS), prices),
+            )
+        )
+    if (stack.availability_zones, stack.nat_gateways, stack.cache_node_type) != SMALL_SHAPE:
+        small = small_shape(stack)
+        results.append(
+            LeverResult(
+                "(f) a small deployment's shape",
+                f"{stack.availability_zones} AZs, {stack.nat_gateways} NAT, {stack.cache_nodes} x "
+                f"{stack.cache_node_type} -> {SMALL_SHAPE_TEXT}",
+                base,
+                estimate(small, profile, prices),
+            )
+        )
     return results
+
+
+# What the clients ping at with telemetry off (keeping API Gateway's 10-minute idle timeout away).
+IDLE_PING_SECONDS = 300
+# Two AZs (a replica in the other), one NAT gateway, small burstable cache nodes (3 GiB: a few hundred
+# classrooms' logs): `availability_zones`, `nat_mode="single"` and `redis_node_type` in the environment config.
+SMALL_SHAPE = (2, 1, "cache.t4g.medium")
+SMALL_SHAPE_TEXT = (
+    f"{SMALL_SHAPE[0]} AZs, {SMALL_SHAPE[1]} NAT gateway, 2 x {SMALL_SHAPE[2]} (primary + replica)"
+)
+
+
+def small_shape(stack: StackFacts) -> StackFacts:
+    azs, nats, node = SMALL_SHAPE
+    return replace(
+        stack,
+        availability_zones=azs,
+        nat_gateways=nats,
+        public_ipv4=nats,
+        cache_node_type=node,
+        cache_nodes=2,
+    )

@@ -52,6 +52,9 @@ class PriceBook:
     node_memory_gib: dict[str, float]
     pusher: dict
     ably: dict
+    appsync_events: dict
+    pubnub: dict
+    quotas: dict
 
     def __getitem__(self, key: str) -> Price:
         return self.aws[key]
@@ -69,7 +72,16 @@ def load_prices(path: Path = DEFAULT_PRICES) -> PriceBook:
                 memory[node_type] = float(node["memory_gib"])
         else:
             aws[key] = _price(key, entry)
-    return PriceBook(float(raw["meta"]["hours_per_month"]), aws, memory, raw["pusher"], raw["ably"])
+    return PriceBook(
+        float(raw["meta"]["hours_per_month"]),
+        aws,
+        memory,
+        raw["pusher"],
+        raw["ably"],
+        raw["appsync_events"],
+        raw["pubnub"],
+        raw["quotas"],
+    )
 
 
 def _price(key: str, entry: dict) -> Price:

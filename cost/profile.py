@@ -77,6 +77,8 @@ class UsageProfile:
     name: str
     description: str
     peak_concurrent_users: int
+    # Distinct users connecting in a month (what MAU-priced services bill).
+    monthly_active_users: int
     classrooms: int
     hours_per_day: float
     days_per_month: float
@@ -127,8 +129,31 @@ class UsageProfile:
 
 
 def load_profile(path: Path) -> UsageProfile:
+    return build(UsageProfile, _read(path), where=str(path))
+
+
+def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A profile's table; `based_on` names a profile (beside it) whose tables it starts from: its own keys
+    win, tables merge key by key, except `events`, which a profile that lists any lists in full."""
+    if path.resolve() in seen:
+        raise ValueError(f"{path}: based_on forms a cycle")
     with open(path, "rb") as file:
-        return build(UsageProfile, tomllib.load(file), where=str(path))
+        data = tomllib.load(file)
+    base_name = data.pop("based_on", None)
+    if base_name is None:
+        return data
+    base = _read(path.parent / str(base_name), (*seen, path.resolve()))
+    return _merge(base, data)
+
+
+def _merge(base: dict, own: dict) -> dict:
+    merged = dict(base)
+    for key, value in own.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and key != "events":
+            merged[key] = _merge(base[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def build(cls, data, where: str):

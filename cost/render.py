@@ -10,6 +10,7 @@ from cost.levers import LeverResult
 from cost.prices import PriceBook
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+PALETTE = ("#4e79a7", "#e15759", "#f28e2b", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7")
 
 
 def render_markdown(
@@ -79,54 +80,64 @@ def render_markdown(
     out += [
         f"![monthly cost]({chart_name})",
         "",
-        "## Against the commercial services (same profile)",
+        "## Against the managed services (same profile, same features)",
         "",
-        "| Service | How it counts | Plan | Monthly USD | classwire / service |",
+        "Echo off (the services acknowledge a publish in their protocol), persistent events kept for a "
+        "reconnect's catch-up where the service keeps history, a leave and a join told to the room per "
+        "reconnect. What a service cannot do at any price is listed under it.",
+        "",
+        "| Service | What it bills here | Plan | Monthly USD | classwire / service |",
         "|---|---|---|---:|---:|",
         f"| classwire `{s.name}` | AWS list prices above | | {_usd(result.total)} | 1.00 |",
     ]
-    for vendor, info in result.vendors.items():
-        counted = (
-            f"{_count(info['messages_per_day'])} messages/day, {_count(info['peak_connections'])} peak connections"
-            if vendor.startswith("Pusher")
-            else f"{_count(info['messages_per_month'])} messages, {_count(info['connection_minutes'])} connection-min, "
-            f"{_count(info['channel_minutes'])} channel-min"
-        )
-        ratio = result.total / info["usd"] if info["usd"] else float("inf")
-        out.append(
-            f"| {vendor} | {counted} | {info['basis']} | {_usd(info['usd'])}{'' if info['list_price'] else ' *'} | "
-            f"{ratio:.2f} |"
-        )
+    for vendor in result.vendors:
+        ratio = f"{result.total / vendor.usd:.2f}" if vendor.usd else "n/a"
+        shown = "quote" if vendor.usd is None else _usd(vendor.usd) + ("" if vendor.list_price else " *")
+        out.append(f"| {vendor.service} | {vendor.counted} | {vendor.plan} | {shown} | {ratio} |")
+        if vendor.missing:
+            out.append(f"|  | missing: {vendor.missing} | | | |")
     out += [
         "",
         "\\* no published list price covers this volume: the figure is an extrapolation from published "
-        "prices (see the basis), a reference point rather than a quote.",
+        "prices (see the plan), a reference point rather than a quote.",
         "",
         f"- Pusher: {prices.pusher['counting_note']} ({prices.pusher['counting_source']}, read "
         f"{prices.pusher['counting_retrieved']}); plans: {prices.pusher['source']} ({prices.pusher['retrieved']}).",
-        f"- Ably: {prices.ably['counting_note']} ({prices.ably['counting_source']}, read "
-        f"{prices.ably['retrieved']}). {prices.ably['bandwidth_note']}",
+        f"- Ably: {prices.ably['counting_note']} {prices.ably['echo_note']} Per-minute tiers: "
+        f"{prices.ably['source']} ({prices.ably['retrieved']}). MAU: {prices.ably['mau_note']} "
+        f"({prices.ably['mau_source']}, read {prices.ably['mau_retrieved']}). {prices.ably['bandwidth_note']}",
+        f"- AWS AppSync Events: {prices.appsync_events['note']} ({prices.appsync_events['source']}, read "
+        f"{prices.appsync_events['retrieved']}).",
+        f"- PubNub: {prices.pubnub['note']} ({prices.pubnub['source']}, read {prices.pubnub['retrieved']}).",
         "",
         "## Levers",
         "",
-        "Each lever recomputes the whole estimate with one thing changed.",
+        "Each lever recomputes the whole estimate with one thing changed; where the same change applies to a "
+        "managed service (fewer frames from the clients), its price is recomputed too.",
         "",
-        "| Lever | Change | Monthly USD after | Delta | Components that change |",
-        "|---|---|---:|---:|---|",
+        "| Lever | Change | Monthly USD after | Delta | Components that change | The services, same change |",
+        "|---|---|---:|---:|---|---|",
     ]
     for lever in lever_results:
         changed = "; ".join(
             f"{name} {_signed(d)}"
             for name, d in sorted(lever.changed_components().items(), key=lambda kv: -abs(kv[1]))
         )
+        services = "; ".join(
+            f"{after.service}: {_usd(after.usd)} (classwire {lever.variant.total / after.usd:.2f}x)"
+            for before, after in zip(lever.baseline.vendors, lever.variant.vendors, strict=True)
+            if after.usd is not None and before.usd is not None and abs(after.usd - before.usd) > 0.005
+        )
         out.append(
             f"| {lever.name} | {lever.change} | {_usd(lever.variant.total)} | {_signed(lever.delta)} | "
-            f"{changed or 'none'} |"
+            f"{changed or 'none'} | {services or 'not theirs'} |"
         )
         if lever.variant.warnings and not lever.baseline.warnings:
-            out += [f"|  | warning: {w} | | | |" for w in lever.variant.warnings]
+            out += [f"|  | warning: {w} | | | | |" for w in lever.variant.warnings]
         elif lever.baseline.warnings and not lever.variant.warnings:
-            out.append(f"|  | resolves the warning above: {lever.variant.stack.cache_node_type} fits | | | |")
+            out.append(
+                f"|  | resolves the warning above: {lever.variant.stack.cache_node_type} fits | | | | |"
+            )
     out += [
         "",
         "## Assumptions",
@@ -168,8 +179,9 @@ def render_svg(result: Estimate) -> str:
     if others:
         rows.append(("everything else", others))
     totals = [(f"classwire {result.stack.name}", result.total)] + [
-        (f"{vendor}{'' if info['list_price'] else ' (extrapolated)'}", info["usd"])
-        for vendor, info in result.vendors.items()
+        (f"{vendor.service}{'' if vendor.list_price else ' (extrapolated)'}", vendor.usd)
+        for vendor in result.vendors
+        if vendor.usd is not None
     ]
     left, width, bar_height, gap = 330, 420, 18, 6
     height = 70 + (len(rows) + len(totals)) * (bar_height + gap) + 40
@@ -196,7 +208,7 @@ def render_svg(result: Estimate) -> str:
     y += 16
     parts.append(f'<text x="10" y="{y}" font-weight="bold">Same profile, monthly total</text>')
     y += 8
-    for (label, value), color in zip(totals, ("#4e79a7", "#e15759", "#f28e2b", "#76b7b2"), strict=False):
+    for (label, value), color in zip(totals, PALETTE, strict=False):
         bar(label, value, color)
     parts.append("</svg>")
     return "\n".join(parts) + "\n"

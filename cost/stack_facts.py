@@ -18,6 +18,7 @@ from cost import ROOT
 _VARIABLE_OF = {path: name for name, path in _VARIABLES.items()}
 LOG_MAX_EVENTS_VARIABLE = _VARIABLE_OF["limits.log_max_events"]
 LOG_MAX_AGE_SECONDS_VARIABLE = _VARIABLE_OF["limits.log_max_age_seconds"]
+FANOUT_LINGER_MS_VARIABLE = _VARIABLE_OF["fanout.linger_ms"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,11 @@ class StackFacts:
     secrets: int
     log_max_events: int
     log_max_age_seconds: int
+    # How long a flusher waits for more events before its first round (README, "Batching").
+    fanout_linger_ms: int = 0
+    # The stage's default route throttle (requests per second, burst).
+    stage_rate_limit: float = 0.0
+    stage_burst_limit: int = 0
 
     @classmethod
     def from_json(cls, stack: dict, name: str = "stack") -> StackFacts:
@@ -85,6 +91,7 @@ class StackFacts:
             raise ValueError(f"{name}: expected one ElastiCache replication group, found {len(groups)}")
         stages = block("aws_apigatewayv2_stage")
         access = (stages[0].get("access_log_settings") or {}) if stages else {}
+        route_settings = (stages[0].get("default_route_settings") or {}) if stages else {}
         flows = block("aws_flow_log")
         standard = high_resolution = 0
         for alarm in block("aws_cloudwatch_metric_alarm"):
@@ -121,6 +128,9 @@ class StackFacts:
             log_max_age_seconds=int(
                 environment.get(LOG_MAX_AGE_SECONDS_VARIABLE, limits.log_max_age_seconds)
             ),
+            fanout_linger_ms=int(environment.get(FANOUT_LINGER_MS_VARIABLE, 0)),
+            stage_rate_limit=float(route_settings.get("throttling_rate_limit", 0.0)),
+            stage_burst_limit=int(route_settings.get("throttling_burst_limit", 0)),
         )
 
 

@@ -10,6 +10,7 @@ import tomllib
 import pytest
 
 from classwire_infra.paths import ROOT
+from cost.batching import batching
 from cost.estimate import FIXED, LOG_EVENT_OVERHEAD_BYTES, estimate
 from cost.frames import event_frame_bytes, metered_units
 from cost.levers import levers
@@ -78,6 +79,7 @@ def synthetic_profile(**changes):
         "name": "synthetic",
         "description": "100 users in 10 rooms for one hour",
         "peak_concurrent_users": 100,
+        "monthly_active_users": 150,
         "classrooms": 10,
         "hours_per_day": 1,
         "days_per_month": 1,
@@ -157,8 +159,11 @@ def test_messages_connection_minutes_and_nat_bytes_by_hand(small):
     persistent, volatile = 100 * (0.01 + 0.02), 100 * 0.05
     sends = persistent + volatile
     pings = 100 / 60
+    # Each member is posted once per fan-out round: 0.8 events/s per room, a round of 10 ms posts + 1 ms settle.
+    m = batching(0.8, 11.0).messages_per_event
+    assert 0.999 < m < 1 and result.traffic["API Gateway messages per delivered event (batching)"] == m
     assert quantity["API Gateway messages"] == pytest.approx(
-        ACTIVE_SECONDS * (sends + persistent * 10 + volatile * 9 + 2 * pings)
+        ACTIVE_SECONDS * (sends + (persistent * 10 + volatile * 9) * m + 2 * pings)
     )
     assert result.by_component()["API Gateway messages"] == pytest.approx(
         quantity["API Gateway messages"] / 1e6 * 1.00
@@ -178,7 +183,7 @@ def test_messages_connection_minutes_and_nat_bytes_by_hand(small):
     assert cursor == event_frame_bytes("cursor", 25, True, ids) - len(
         ',"seq":123456,"eid":"9f2c0a1b3d4e5f60","prev":"9f2c0a1b3d4e5f60"'
     )
-    per_second = 10 * (1 * (len(chat) + 2000) + 2 * (stroke + 2000)) + 9 * 5 * (cursor + 2000)
+    per_second = 10 * (1 * (len(chat) + 2000 * m) + 2 * (stroke + 2000 * m)) + 9 * 5 * (cursor + 2000 * m)
     assert quantity["NAT data processing (fan-out to @connections)"] == pytest.approx(
         per_second * ACTIVE_SECONDS / 1024**3
     )
@@ -189,10 +194,12 @@ def test_lambda_requests_and_duration_by_hand(small):
     quantity = {line.component: line.quantity for line in result.lines}
     sends, pings = 8.0, 100 / 60
     assert quantity["Lambda requests"] == pytest.approx((sends + pings) * ACTIVE_SECONDS)
-    # send: 1 ms Redis + 10 ms posts + (2 + 0.1 x 10) ms CPU x 1769/1024 = 16.18 -> 17 ms billed; ping: 1 + 2 x 1.73 -> 5.
-    send_ms = math.ceil(11 + 3 * 1769 / 1024)
+    # send: 1 ms append + m x (10 ms posts + 1 ms settle) + (2 + 0.1 x 10 x m) ms CPU x 1769/1024 -> 18 ms
+    # billed; ping: 1 + 2 x 1.73 -> 5.
+    m = batching(0.8, 11.0).messages_per_event
+    send_ms = math.ceil(1 + 11 * m + (2 + 1.0 * m) * 1769 / 1024)
     ping_ms = math.ceil(1 + 2 * 1769 / 1024)
-    assert (send_ms, ping_ms) == (17, 5)
+    assert (send_ms, ping_ms) == (18, 5)
     assert quantity["Lambda duration (arm64)"] == pytest.approx(
         (sends * send_ms + pings * ping_ms) / 1000 * ACTIVE_SECONDS * 1.0
     )
@@ -309,14 +316,39 @@ def test_writes_the_markdown_and_the_chart(prices, small, tmp_path):
     assert svg.read_text().startswith("<svg") and "Ably" in svg.read_text()
 
 
-def test_vendors_count_messages_their_own_way(small):
+def test_vendors_count_messages_their_own_way(small, prices):
     _, _, result = small
-    sends, room = 8.0, 10
-    pusher, ably = result.vendors["Pusher Channels"], result.vendors["Ably"]
-    assert pusher["messages_per_day"] == pytest.approx(sends * room * 3600)  # publish + 9 other members
-    assert ably["messages_per_month"] == pytest.approx(sends * (1 + room) * ACTIVE_SECONDS)  # echo included
-    # 288,000 messages/day is over the Sandbox's 200,000: the cheapest plan that fits is Startup.
-    assert (pusher["plan"], pusher["usd"], pusher["list_price"]) == ("Startup", 49.0, True)
+    # 3 persistent (chat, strokes) and 5 volatile (cursor) publishes a second into rooms of 10, for an hour.
+    persistent, volatile, room = 3.0, 5.0, 10
+    vendors = {v.service: v for v in result.vendors}
+    # Pusher: each publish and its 9 deliveries (client events skip the sender): 288,000 a day, over the
+    # Sandbox's 200,000, so the cheapest plan that fits is Startup.
+    pusher = vendors["Pusher Channels"]
+    assert (pusher.usd, pusher.plan, pusher.list_price) == (49.0, "Startup plan", True)
+    assert pusher.counted.startswith("0.3M messages/day")
+    # Ably, echo off: each publish and its 9 deliveries, plus one per stored (persistent) message.
+    messages = ((persistent + volatile) * room + persistent) * ACTIVE_SECONDS
+    per_minute = vendors["Ably (per minute: accounts before MAU pricing)"]
+    minutes = 100 * 60
+    assert per_minute.usd == pytest.approx(
+        29 + messages / 1e6 * 2.50 + minutes / 1e6 * 1.00 + 10 * 60 / 1e6 * 1.00
+    )
+    # MAU: 150 users x $0.05 on the Standard base; 298,800 messages are inside 150 x 20,000 fair use.
+    assert vendors["Ably (MAU: new accounts)"].usd == pytest.approx(29 + 150 * 0.05)
+    # AppSync Events: every subscriber gets each event, its publisher included, and the publish is one too.
+    operations = (persistent + volatile) * (1 + room) * ACTIVE_SECONDS
+    assert vendors["AWS AppSync Events"].usd == pytest.approx(operations / 1e6 * 1.00 + minutes / 1e6 * 0.08)
+    # PubNub: a replicated transaction per publish, an edge one per delivery, persistence per GB.
+    pubnub = vendors["PubNub (transactions)"]
+    assert result.vendor_traffic is not None
+    stored = persistent * result.vendor_traffic.persistent_bytes * ACTIVE_SECONDS / 1024**3
+    assert pubnub.usd == pytest.approx(
+        (persistent + volatile) * ACTIVE_SECONDS * 0.000123
+        + (persistent + volatile) * room * ACTIVE_SECONDS * 0.000033
+        + stored * 8.0
+    )
+    mau_plan = vendors["PubNub (MAU plans)"]
+    assert (mau_plan.usd, mau_plan.plan) == (98.0, "Starter (ASSUMED price)")
 
 
 def test_each_lever_changes_exactly_its_components(prices, small):
@@ -347,8 +379,6 @@ def test_each_lever_changes_exactly_its_components(prices, small):
 
 
 def test_the_profiles_ping_as_often_as_the_clients_send_telemetry():
-    import tomllib
-
     from classwire.settings import TELEMETRY_INTERVAL_SECONDS
 
     js = (ROOT / "clients" / "js" / "classwire.js").read_text()
@@ -356,8 +386,7 @@ def test_the_profiles_ping_as_often_as_the_clients_send_telemetry():
     assert f"telemetryIntervalMs: {TELEMETRY_INTERVAL_SECONDS}_000" in js
     assert f"telemetry_interval: float | None = {TELEMETRY_INTERVAL_SECONDS}.0" in py
     for path in sorted((ROOT / "cost" / "profiles").glob("*.toml")):
-        profile = tomllib.loads(path.read_text())
-        assert profile["ping_interval_seconds"] == TELEMETRY_INTERVAL_SECONDS, path.name
+        assert load_profile(path).ping_interval_seconds == TELEMETRY_INTERVAL_SECONDS, path.name
 
 
 def test_platform_log_lines_are_priced_only_below_a_warn_system_log_level(prices):
@@ -380,3 +409,45 @@ def test_the_stacks_drop_the_platform_lines(synthesized):
     for name, document in synthesized.items():
         facts = StackFacts.from_json(document, name=name)
         assert facts.functions and not any(f.platform_lines for f in facts.functions.values())
+
+
+def test_batching_replays_the_flushers_rule():
+    # A quiet room: almost every event has a round of its own; a linger or a busy room shares them.
+    assert batching(0.0, 13.0).messages_per_event == 1.0
+    assert batching(1.0, 13.0).messages_per_event > 0.99
+    quiet, lingering = batching(5.0, 13.0), batching(5.0, 13.0, 200.0)
+    assert lingering.messages_per_event < 0.55 < quiet.messages_per_event
+    # Lingering, most flushers post one round: what came during the linger.
+    assert 0.9 * lingering.messages_per_event < lingering.flushes_per_event <= lingering.messages_per_event
+    # Saturated: a round every 13 ms whatever the rate, so messages per event fall as 1 / (rate x round).
+    assert batching(1000.0, 13.0).messages_per_event == pytest.approx(1 / 13, rel=0.15)
+
+
+def test_a_profile_based_on_another_takes_its_tables_but_lists_its_own_events(tmp_path):
+    base = load_profile(DEFAULT_PROFILE)
+    tutoring = load_profile(ROOT / "cost" / "profiles" / "tutoring_1to1.toml")
+    assert tutoring.ids == base.ids and tutoring.lambda_timing == base.lambda_timing  # inherited
+    assert tutoring.classrooms == 500 and tutoring.events["stroke"].per_member_per_second == 1.0  # its own
+    (tmp_path / "a.toml").write_text('based_on = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('based_on = "a.toml"\n')
+    with pytest.raises(ValueError, match="cycle"):
+        load_profile(tmp_path / "a.toml")
+    # A profile that lists events lists them all: none of the base's kinds leak in.
+    heavy = load_profile(ROOT / "cost" / "profiles" / "connection_heavy.toml")
+    assert "erase" in base.events and "erase" not in heavy.events
+
+
+def test_every_profile_against_every_service_with_the_targets(prices, tmp_path):
+    from cost.summary import PROFILE_ORDER, summarize, targets, write_summary
+
+    stack = StackFacts.from_json(synthetic_stack(), name="synthetic")
+    results = summarize(stack, prices)
+    assert [r.profile.name for r in results] == list(PROFILE_ORDER)
+    checks = {name: met for name, met, _ in targets(results)}
+    assert "mid_size_school: at least 3x below Ably" in checks and "lecture_300: below Pusher" in checks
+    assert len(checks) == 5 + 2 + 2 + 1  # AppSync for all, Ably for the groups, Pusher for two, the share
+    markdown, svg = write_summary("test", results, tmp_path)
+    text = markdown.read_text()
+    for name in PROFILE_ORDER:
+        assert f"| {name} |" in text
+    assert "## Targets" in text and svg.read_text().startswith("<svg")

@@ -153,7 +153,7 @@ def test_the_core_emits_declared_names_at_run_time():
     class Store:
         reason = ""
 
-        def join(self, member, connected_at_ms, reopen):
+        def join(self, member, connected_at_ms, reopen, batch):
             raise JoinRefused(self.reason, Published([], []))
 
         def admit(self, member):
