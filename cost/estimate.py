@@ -62,6 +62,8 @@ class Estimate:
     vendors: list[VendorPrice]
     warnings: list[str] = field(default_factory=list)
     vendor_traffic: VendorTraffic | None = None  # the traffic as the managed services see it
+    # The throttles and quotas the profile's peak needs raised (the price does not depend on them).
+    capacity_notes: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> float:
@@ -96,6 +98,9 @@ def estimate(stack: StackFacts, profile: UsageProfile, prices: PriceBook) -> Est
     result.warnings.extend(
         _cache_fit(stack, profile, prices, t.persistent_events_per_room, t.average_persistent_frame, t.sends)
     )
+    capacity = peak_capacity(profile, t)
+    result.traffic.update(capacity)
+    result.capacity_notes = _capacity_fit(stack, prices, capacity)
     result.vendor_traffic = vendor_traffic(profile, t)
     result.vendors = vendor_prices(profile, prices, result.vendor_traffic)
     return result
@@ -676,6 +681,45 @@ def traffic_table(
         )
         / 60,
     }
+
+
+PEAK_INBOUND, PEAK_POSTS, PEAK_CONNECTS = (
+    "peak requests/s from the clients",
+    "peak @connections posts/s",
+    "peak new connections/s",
+)
+
+
+def peak_capacity(profile: UsageProfile, t: Traffic) -> dict[str, float]:
+    """At the peak every rate scales with the members connected (the average is average_to_peak of it)."""
+    scale = 1 / profile.average_to_peak
+    inbound = (t.inbound_units + t.reconnects) * scale  # frames, and each $connect
+    posts = t.deliveries * t.batching.messages_per_event * scale
+    return {PEAK_INBOUND: inbound, PEAK_POSTS: posts, PEAK_CONNECTS: t.reconnects * scale}
+
+
+def _capacity_fit(stack: StackFacts, prices: PriceBook, capacity: dict[str, float]) -> list[str]:
+    """The stage's throttle and the account's quotas the peak needs (README, "Cost": quota increases)."""
+    quotas, warnings = prices.quotas, []
+    inbound, posts = capacity[PEAK_INBOUND], capacity[PEAK_POSTS]
+    if stack.stage_rate_limit and inbound > stack.stage_rate_limit:
+        warnings.append(
+            f"the stage throttle ({stack.stage_rate_limit:,.0f} requests/s) is below the peak's {inbound:,.0f} "
+            "requests/s from the clients: raise `throttling_rate_limit` (and the burst) in the environment config"
+        )
+    account = quotas["account_requests_per_second"]
+    if inbound + posts > account:
+        warnings.append(
+            f"the account's API Gateway throttle ({account:,} requests/s, shared with the @connections posts) is "
+            f"below the peak's {inbound:,.0f} client requests + {posts:,.0f} posts a second: request a Service "
+            f"Quotas increase of the Region's API Gateway throttle rate to at least {math.ceil((inbound + posts) * 1.25 / 1000) * 1000:,}/s"
+        )
+    if capacity[PEAK_CONNECTS] > quotas["new_connections_per_second"]:
+        warnings.append(
+            f"the peak's {capacity[PEAK_CONNECTS]:,.0f} new connections/s exceed the account's "
+            f"{quotas['new_connections_per_second']:,}/s: request an increase"
+        )
+    return warnings
 
 
 def _cache_fit(
