@@ -78,7 +78,9 @@ def render_markdown(
     if result.warnings:
         out += ["**Warnings**", ""] + [f"- {w}" for w in result.warnings] + [""]
     out += ["**Throttles and quotas for this profile's peak**", ""]
-    out += [f"- {note}" for note in result.capacity_notes] or ["- the stage throttle and the account quotas hold it"]
+    out += [f"- {note}" for note in result.capacity_notes] or [
+        "- the stage throttle and the account quotas hold it"
+    ]
     out += [""]
     out += [
         f"![monthly cost]({chart_name})",

@@ -630,9 +630,15 @@ export class ClasswireClient {
     let linked = true;
     if (page.reset) {
       // Not counted for a client that held nothing (a first sync starting at the last `clear`, or past a
-      // trim): it lost nothing. onReset is still called: the application builds from this page.
-      if (this.lastSeq > 0 || this._buffer.size > 0) this.stats.resets += 1;
+      // trim): it lost nothing, and live events that came before the page and follow it are kept. onReset
+      // is still called: the application builds from this page.
+      const kept =
+        this.lastSeq === 0
+          ? [...this._buffer].filter(([seq, e]) => seq > Number(page.last) && (!e.epoch || e.epoch === epoch))
+          : [];
+      if (this.lastSeq > 0) this.stats.resets += 1;
       this._buffer.clear();
+      for (const [seq, e] of kept) this._buffer.set(seq, e);
       this._recent.clear();
       this._clear("gap");
       this._endInLog = false;

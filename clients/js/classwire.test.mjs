@@ -174,6 +174,19 @@ describe("ordering", () => {
     assert.deepEqual(h.seqs(), [1, 2, 3]);
   });
 
+  it("a late joiner's first page keeps the live events that came before it", async () => {
+    const h = harness();
+    const done = h.client.connect();
+    await tick();
+    const ws = h.socket();
+    ws.accept();
+    ws.deliver(event(12)); // live, while the first sync (answered from the last clear) is in flight
+    ws.deliver(page([event(10), event(11)], { reset: true }));
+    await done;
+    assert.deepEqual(h.seqs(), [10, 11, 12]);
+    assert.equal(h.client.stats.resets, 0, "it held nothing: nothing was lost");
+  });
+
   it("drops duplicates by seq", async () => {
     const h = harness();
     const ws = await h.connected([event(1)]);

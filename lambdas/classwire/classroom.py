@@ -124,7 +124,11 @@ class ClassroomService:
             return REFUSALS[refusal.reason]
         # The joining connection is not open until $connect returns: posting to it now would fail
         # as gone and prune a healthy member. It reads its own join through `sync`.
-        self.flush(member.classroom_id, published.round, exclude=member.connection_id)
+        if self.flush(member.classroom_id, published.round, exclude=member.connection_id):
+            # The round closed the class while this connection was joining: it would stay open alone.
+            log.info("class ended while joining")
+            self.disconnect(member)
+            return REFUSALS["ended"]
         return None
 
     def disconnect(self, member: Member) -> None:
@@ -163,9 +167,10 @@ class ClassroomService:
         if error.action == "send" and error.code == "ended":
             return error.frame()
         try:
-            self.store.admit(member)
+            _, round_ = self.store.admit(member)
         except RateLimited as limited:
             return self._rate_limited(member, error.action, error.client_id, limited)
+        self.flush(member.classroom_id, round_)
         return error.frame()
 
     def _rate_limited(
@@ -272,11 +277,12 @@ class ClassroomService:
             return compact_json({"type": "ack", "id": request.id, "seq": result.seq, "epoch": result.epoch})
         gone = self._post(member.classroom_id, published.connection_ids, frozenset(), published.frames, [])
         pruned = self._prune(member.classroom_id, gone, claim=published.round is None) if gone else None
-        original = self.registry.get(json.loads(published.frames[0]).get("event", ""))
-        # An `end` closes the class again only while it is the end in force (not after a reopen).
-        if original is not None and original.closes_class and result.still_ended:
-            self.close_connections(member.classroom_id, published.connection_ids)
         self.flush(member.classroom_id, published.round or (pruned.round if pruned else None))
+        original = self.registry.get(json.loads(published.frames[0]).get("event", ""))
+        # An `end` closes the class again only while it is the end in force (not after a reopen), and only
+        # once a round has posted it and what came before it: a round still to post it closes after it.
+        if original is not None and original.closes_class and result.still_ended and result.posted:
+            self.close_connections(member.classroom_id, published.connection_ids)
         return None
 
     def _sync(self, member: Member, request: Sync) -> str:
@@ -336,8 +342,10 @@ class ClassroomService:
 
     def _pong(self, member: Member, request: Ping) -> str:
         if request.seq is None:
-            if not self.store.admit(member):  # a bare keep-alive: nothing but the rate check
+            is_member, round_ = self.store.admit(member)  # a bare keep-alive: the rate check
+            if not is_member:
                 raise NotMember()
+            self.flush(member.classroom_id, round_)  # events nobody was posting (rarely any)
             return compact_json({"type": "pong", "ts": self.clock_ms()})
         report = self.store.report(member, request.seq, request.lag_ms)
         # Events waited with nobody posting them (a flusher died, or stopped with some left): this ping took
@@ -358,22 +366,26 @@ class ClassroomService:
         )
 
     # -- fan-out ---------------------------------------------------------------------------------
-    def flush(self, classroom_id: str, round_: Round | None, exclude: str | None = None) -> None:
+    def flush(self, classroom_id: str, round_: Round | None, exclude: str | None = None) -> bool:
         """Posts the classroom's events in rounds while this invocation holds its lease: each round the
         events appended since the last (all of them: a busy classroom's rounds carry many), to every
-        connection but `exclude` (one not open yet), until nothing is left or the budget is spent."""
+        connection but `exclude` (one not open yet), until nothing is left or the budget is spent. Returns
+        whether a round closed the class (it carried the `end` in force)."""
         if round_ is None:
-            return
+            return False
         deadline = time.monotonic() + self.fanout.budget_ms / 1000
         if self.fanout.linger_ms:
             self.sleep(self.fanout.linger_ms / 1000)
             taken = round_
             # Nothing posted yet (upto 0): the round taken again holds the events appended meanwhile too.
-            round_ = self.store.settle(classroom_id, replace(taken, upto=0))
-            if round_ is None:
-                return
-            # Its volatile events left the queue with the first take.
-            round_ = replace(round_, relayed=taken.relayed + round_.relayed)
+            again = self.store.settle(classroom_id, replace(taken, upto=0))
+            # The first take's volatile events left the queue with it: they go in this round whatever else.
+            round_ = (
+                replace(again, relayed=taken.relayed + again.relayed)
+                if again is not None
+                else replace(taken, upto=0, frames=[], closes=False)
+            )
+        closed = False
         while round_ is not None:
             targets = [c for c in round_.connection_ids if c != exclude]
             gone = self._post(classroom_id, targets, round_.batched, round_.frames, round_.relayed)
@@ -381,7 +393,9 @@ class ClassroomService:
                 self._prune(classroom_id, gone)  # their leaves go out in the next round
             if round_.closes:
                 self.close_connections(classroom_id, [c for c in targets if c not in gone])
+                closed = True
             round_ = self.store.settle(classroom_id, round_, stop=time.monotonic() >= deadline)
+        return closed
 
     def _prune(self, classroom_id: str, gone: Iterable[str], claim: bool = False) -> Published:
         """Prunes connections found gone; `claim` when this invocation holds no lease (so that the leaves go

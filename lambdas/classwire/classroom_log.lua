@@ -272,6 +272,10 @@ local function take_round(c, lease, lease_ms, max_events, max_bytes)
   local last, epoch = last_seq_and_epoch(c)
   local flushed = tonumber(redis.call('HGET', meta, 'flushed') or '0')
   local from = math.max(math.min(flushed, last), last - BACKLOG_MAX)
+  local end_seq, end_epoch = string.match(redis.call('GET', key(c, 'ended')) or '', '^(%d+):(%x*)$')
+  end_seq = end_epoch == epoch and tonumber(end_seq) or nil
+  -- The `end` in force is never skipped: the round that carries it closes the class.
+  if end_seq and end_seq > flushed then from = math.min(from, end_seq - 1) end
   local frames, upto, bytes = {}, from, 0
   if last > from then
     local entries = redis.call('XRANGE', key(c, 'log'), (from + 1) .. '-0', '+', 'COUNT', max_events)
@@ -293,12 +297,7 @@ local function take_round(c, lease, lease_ms, max_events, max_bytes)
     return {''}
   end
   redis.call('SET', key(c, 'flusher'), lease, 'PX', lease_ms)
-  local closes = 0
-  local mark = redis.call('GET', key(c, 'ended'))
-  if mark then
-    local end_seq, end_epoch = string.match(mark, '^(%d+):(%x*)$')
-    if end_epoch == epoch and tonumber(end_seq) > from and tonumber(end_seq) <= upto then closes = 1 end
-  end
+  local closes = (end_seq and end_seq > from and end_seq <= upto) and 1 or 0
   return {lease, epoch, upto, frames, relayed, closes}
 end
 
@@ -400,7 +399,8 @@ return {frames, conns, next_round(c, fanout, conns)}
 --       max_age_ms, max_bytes, idempotency window ms, lease, lease ms, round max events, round max bytes,
 --       starts a new board (1/0)
 -- Returns {'ok', seq, frames, members, ts, round}, {'duplicate', seq, epoch, frame or '', members, still
--- ended by it (1/0), round}, {'rate_limited', ms or -1}, {'not_member'} or {'ended'}. A volatile event is
+-- ended by it (1/0), a round has posted it (1/0), round}, {'rate_limited', ms or -1}, {'not_member'} or
+-- {'ended'}. A volatile event is
 -- queued for the next round (its own, when this call takes the lease).
 local c, conn, user, role, id, id_json = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local event, data, persistent, closes = ARGV[7], ARGV[8], ARGV[9] == '1', ARGV[10] == '1'
@@ -419,8 +419,11 @@ if persistent then
   local seq, epoch, frame = recall(c, record)
   if seq then
     local ended_by_it = redis.call('GET', key(c, 'ended')) == seq .. ':' .. epoch
+    local meta = redis.call('HMGET', key(c, 'meta'), 'epoch', 'flushed')
+    local posted = meta[1] == epoch and tonumber(seq) <= tonumber(meta[2] or '0')
     local conns = members(c)
-    return {'duplicate', tonumber(seq), epoch, frame, conns, ended_by_it and 1 or 0, next_round(c, fanout, conns)}
+    return {'duplicate', tonumber(seq), epoch, frame, conns, ended_by_it and 1 or 0, posted and 1 or 0,
+      next_round(c, fanout, conns)}
   end
 end
 if role ~= 'teacher' and ended_mark(c) then return {'ended'} end
@@ -501,7 +504,7 @@ local start_seq = reset and first or since + 1
 if since == 0 and want_epoch == '' then
   local board = tonumber(redis.call('HGET', key(c, 'meta'), 'board') or '0')
   local end_seq, end_in_log = ended_mark(c)
-  if end_seq and end_in_log then board = math.min(board, tonumber(end_seq)) end
+  if end_seq and end_in_log and tonumber(end_seq) >= first then board = math.min(board, tonumber(end_seq)) end
   if board > first then start_seq, reset = board, true end
 end
 local start = start_seq .. '-0'
@@ -560,10 +563,16 @@ local conns = members(c)
 return {last, epoch, conns, round_reply(c, round, conns)}
 
 --@script admit
--- ARGV: classroom, connectionId, userId, rate per second, burst. The rate check of a frame that needs
--- nothing else (a bare ping, a refused frame): {1 member / 0 not a member} or {'rate_limited', ms or -1}.
+-- ARGV: classroom, connectionId, userId, rate per second, burst, lease, lease ms, round max events, round max
+-- bytes. The rate check of a frame that needs nothing else (a bare ping, a refused frame): {1 member / 0 not a
+-- member, members, round} or {'rate_limited', ms or -1}. Like a report, it posts events nobody is posting.
 local c, conn, user = ARGV[1], ARGV[2], ARGV[3]
 local ts = now_ms()
 local wait = admit(c, user, 'read', tonumber(ARGV[4]), tonumber(ARGV[5]), ts)
 if wait ~= 0 then return {'rate_limited', wait} end
-return {is_member(c, conn, user, ts) and 1 or 0}
+local member = is_member(c, conn, user, ts) and 1 or 0
+local fanout = fanout_at(6)
+local round = take_round(c, fanout.lease, fanout.lease_ms, fanout.events, fanout.bytes)
+if round[1] == '' then return {member, {}, {''}} end
+local conns = members(c)
+return {member, conns, round_reply(c, round, conns)}

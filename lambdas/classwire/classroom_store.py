@@ -108,6 +108,8 @@ class PublishResult:
     # `still_ended` when it is the `end` that keeps the class ended (its closing may be redone).
     epoch: str = ""
     still_ended: bool = False
+    # For a duplicate: a round has posted it (its own invocation's, or another flusher's).
+    posted: bool = False
     server_ms: int = 0
 
 
@@ -247,13 +249,14 @@ class ClassroomStore:
             _, seq, frames, conns, server_ms, round_ = reply
             return PublishResult("ok", int(seq), _published(frames, conns, round_), server_ms=int(server_ms))
         if status == "duplicate":
-            _, seq, epoch, frame, conns, still_ended, round_ = reply
+            _, seq, epoch, frame, conns, still_ended, posted, round_ = reply
             return PublishResult(
                 "duplicate",
                 int(seq),
                 _published([frame] if frame else [], conns, round_),
                 epoch=_text(epoch),
                 still_ended=bool(still_ended),
+                posted=bool(posted),
             )
         if status == "rate_limited":
             raise RateLimited(int(reply[1]))
@@ -296,14 +299,21 @@ class ClassroomStore:
         last, epoch, conns, round_ = reply
         return Report(int(last), max(0, int(last) - seq), _text(epoch), _round(round_, conns))
 
-    def admit(self, member: Member) -> bool:
+    def admit(self, member: Member) -> tuple[bool, Round | None]:
         """The rate check of a frame that needs nothing else from Redis (a bare ping, a refused frame);
-        raises RateLimited. Returns whether the connection is a member."""
+        raises RateLimited. Returns whether the connection is a member, and a round when events waited with
+        nobody posting them (this call took the lease)."""
         reply = self._run(
-            "admit", member.classroom_id, member.connection_id, member.user_id, *self._read_rate()
+            "admit",
+            member.classroom_id,
+            member.connection_id,
+            member.user_id,
+            *self._read_rate(),
+            *self._lease(),
         )
         _raise_if_refused(reply)
-        return bool(reply[0])
+        is_member, conns, round_ = reply
+        return bool(is_member), _round(round_, conns)
 
     def roster(self, member: Member) -> list[dict]:
         """Live connections' {userId, role, name, connectedAt, lagMs, behind}, one entry per connection;

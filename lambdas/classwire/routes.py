@@ -40,23 +40,24 @@ AUTHORIZER = Function(
     uses_redis=False,
     reads_jwt_secret=True,
 )
+# Every function that appends may find itself posting a classroom's round (README, "Batching"), the round that
+# carries an `end` included: DELETE closes the classroom's connections after it.
 CONNECT = Function(
     name="connect",
     handler="classwire.handlers.connect.handler",
     description="$connect: registers the connection and announces the join",
-    manages_connections=("POST",),
+    manages_connections=("POST", "DELETE"),
 )
 DISCONNECT = Function(
     name="disconnect",
     handler="classwire.handlers.disconnect.handler",
     description="$disconnect: removes the connection and announces the leave",
-    manages_connections=("POST",),
+    manages_connections=("POST", "DELETE"),
 )
 MESSAGE = Function(
     name="message",
     handler="classwire.handlers.message.handler",
     description="send/sync/who/ping/$default: the classroom protocol",
-    # DELETE closes every connection of a classroom when its teacher sends `end`.
     manages_connections=("POST", "DELETE"),
 )
 

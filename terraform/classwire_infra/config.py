@@ -145,7 +145,9 @@ class EnvConfig:
         # The lease lasts as long as a flusher can live; rounds stop starting at 30 % of that, which
         # leaves the rest for the last round's slowest posts (3 s read timeout, one retry).
         timeout_ms = self.lambda_timeout_seconds * 1000
-        return FanoutSettings(linger_ms=self.fanout_linger_ms, budget_ms=timeout_ms * 3 // 10, lease_ms=timeout_ms)
+        return FanoutSettings(
+            linger_ms=self.fanout_linger_ms, budget_ms=timeout_ms * 3 // 10, lease_ms=timeout_ms
+        )
 
     @property
     def prefix(self) -> str:

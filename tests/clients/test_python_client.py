@@ -275,6 +275,21 @@ def test_an_events_frame_is_applied_as_if_each_event_came_in_its_own_frame():
     play(scenario, on_volatile=volatile.append)
 
 
+def test_a_late_joiners_first_page_keeps_the_live_events_that_came_before_it():
+    async def scenario(client, network):
+        await client.start()
+        await settle()
+        ws = network.current
+        ws.deliver(event(12))  # live, while the first sync (answered from the last clear) is in flight
+        await settle()
+        ws.deliver(page([event(10), event(11)], reset=True))
+        await settle()
+        assert [e["seq"] for e in client.events] == [10, 11, 12]
+        assert client.stats.resets == 0  # it held nothing: nothing was lost
+
+    play(scenario)
+
+
 # -- bounded buffer ----------------------------------------------------------------------------------
 
 

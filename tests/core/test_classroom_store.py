@@ -691,3 +691,18 @@ def test_a_first_sync_into_an_ended_class_starts_no_later_than_its_end(store):
     store.publish(teacher, "c", "clear", "null", True, starts_board=True)
     page = sync(store, "room-1", 0, "", 200, 30_000)
     assert seqs(page.frames)[0] == ended.seq and page.reset
+
+
+def test_a_first_sync_ignores_an_end_trimmed_out_of_the_log(redis_client):
+    store = ClassroomStore(redis_client, limits(log_max_events=5))
+    teacher, alice = member(0, role="teacher"), member(1)
+    store.join(teacher, 0)
+    store.join(alice, 0)
+    store.publish(teacher, "e", "end", "null", True, closes_class=True)
+    store.publish(teacher, "r", "chat", "1", True)  # a teacher may still write in an ended class
+    for n in range(6):  # the `end` is trimmed away
+        store.publish(teacher, f"old{n}", "stroke", "1", True)
+    cleared = store.publish(teacher, "c", "clear", "null", True, starts_board=True)
+    store.publish(teacher, "new", "stroke", "2", True)
+    page = sync(store, "room-1", 0, "", 200, 30_000)
+    assert seqs(page.frames) == [cleared.seq, cleared.seq + 1] and page.reset

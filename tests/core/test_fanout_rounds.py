@@ -46,6 +46,7 @@ class Connections:
     during: dict[int, Callable[[], object]] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
     closed: list[str] = field(default_factory=list)
+    posted_before_close: list[int] = field(default_factory=list)  # posts made when each close began
 
     def post_each(self, posts: Sequence[tuple[str, bytes]]) -> Report:
         self.calls += 1
@@ -67,6 +68,7 @@ class Connections:
 
     def delete_many(self, connection_ids: Sequence[str]) -> None:
         self.closed.extend(connection_ids)
+        self.posted_before_close.append(len(self.posts))
 
     def messages_to(self, connection_id: str) -> list[dict]:
         return [json.loads(data) for c, data in self.posts if c == connection_id]
@@ -397,3 +399,82 @@ def test_no_schedule_of_appends_rounds_deaths_and_expiries_strands_an_event(redi
         assert set(got) == set(expected), f"{m.connection_id} missed {set(expected) - set(got)}"
         if not faults:  # no death and no lost lease: each once, in order
             assert got == expected
+
+
+# -- what the outside review found ---------------------------------------------------------------------
+
+
+def test_a_resent_end_closes_no_one_before_the_events_ahead_of_it_are_posted(redis_client):
+    connections = Connections()
+    core = service(redis_client, connections, lease_ms=300, budget_ms=200)
+    teacher, student = member(0, "teacher"), member(1)
+    seated(core, [teacher, student])
+    connections.posts.clear()
+
+    def die() -> None:
+        raise Died
+
+    connections.during[connections.calls + 1] = die
+    with pytest.raises(Died):  # a flusher dies holding the lease
+        core.handle(student, send("chat", "first"))
+    core.handle(student, send("chat", "ahead"))  # queued behind the dead flusher
+    core.handle(teacher, send("end", "e", "null"))  # queued too
+    core.handle(teacher, send("end", "e", "null"))  # the teacher's resend, the lease still held
+    assert connections.closed == []  # nobody closed before "first" and "ahead" are posted
+    redis_client.delete(f"cw:{{{ROOM}}}:flusher")  # the dead flusher's lease runs out
+    core.handle(student, json.dumps({"action": "ping"}))  # a bare keep-alive takes the round
+    assert sorted(connections.closed) == sorted([teacher.connection_id, student.connection_id])
+    # (The resend posted its `end` at once; the client holds it in its gap buffer.) By the close, the
+    # student had been posted everything ahead of it.
+    before_close = Connections(posts=connections.posts[: connections.posted_before_close[0]])
+    assert {"first", "ahead", "e"} <= {e["id"] for e in before_close.events_to(student.connection_id)}
+
+
+def test_a_resent_end_whose_round_was_posted_closes_the_class_again(redis_client):
+    connections = Connections()
+    core = service(redis_client, connections)
+    teacher, student = member(0, "teacher"), member(1)
+    seated(core, [teacher, student])
+    core.handle(teacher, send("end", "e", "null"))
+    connections.closed.clear()  # as if those closes had failed
+    core.handle(teacher, send("end", "e", "null"))
+    assert sorted(connections.closed) == sorted([teacher.connection_id, student.connection_id])
+
+
+def test_a_lingering_flusher_posts_a_lone_volatile_event(redis_client):
+    connections = Connections()
+    core = service(redis_client, connections, linger_ms=5)
+    room = [member(n) for n in range(2)]
+    seated(core, room)
+    connections.posts.clear()
+    core.handle(room[0], send("cursor", "k", {"x": 1}))
+    assert [e["id"] for e in connections.events_to("conn-1")] == ["k"]
+    assert connections.events_to("conn-0") == []
+
+
+def test_connect_refuses_a_joiner_when_its_round_carried_the_end(redis_client):
+    connections = Connections()
+    core = service(redis_client, connections)
+    teacher, student, late = member(0, "teacher"), member(1), member(2)
+    seated(core, [teacher, student])
+    others = service(redis_client, Connections())
+    connections.during[connections.calls + 1] = lambda: others.handle(teacher, send("end", "e", "null"))
+    assert core.connect(late, 0, batch=True) == (403, "the class has ended; a teacher may reopen it")
+    assert redis_client.zscore(f"cw:{{{ROOM}}}:members", late.connection_id) is None
+
+
+def test_a_dead_flushers_backlog_past_its_limit_still_posts_the_end(redis_client):
+    connections = Connections()
+    core = service(redis_client, connections)
+    teacher, student = member(0, "teacher"), member(1)
+    seated(core, [teacher, student])
+    redis_client.set(f"cw:{{{ROOM}}}:flusher", "dead", px=60_000)  # a dead flusher's lease
+    store = core.store
+    store.publish(teacher, "e", "end", "null", True, closes_class=True)
+    for n in range(300):  # more than a round catches up on after a death (BACKLOG_MAX)
+        store.publish(teacher, f"m{n}", "chat", "1", True)
+    redis_client.delete(f"cw:{{{ROOM}}}:flusher")
+    connections.posts.clear()
+    core.handle(student, json.dumps({"action": "ping", "seq": 0}))
+    assert "end" in [e["event"] for e in connections.events_to(student.connection_id)]
+    assert student.connection_id in connections.closed

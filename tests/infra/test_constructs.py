@@ -235,8 +235,9 @@ def test_manage_connections_is_scoped_to_the_stage_and_verbs_of_the_route_table(
             f"${{aws_apigatewayv2_api.{ref_id_of_api(stack)}.execution_arn}}/{stage}/{verb}/@connections/*"
             for verb in spec.manages_connections
         )
-    assert routes.MESSAGE.manages_connections == ("POST", "DELETE")
-    assert "DELETE" not in routes.CONNECT.manages_connections
+    # Whichever function posts the round with an `end` closes the class after it (README, "Batching").
+    for spec in (routes.CONNECT, routes.DISCONNECT, routes.MESSAGE):
+        assert spec.manages_connections == ("POST", "DELETE")
 
 
 def ref_id_of_api(stack) -> str:

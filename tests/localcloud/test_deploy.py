@@ -25,9 +25,11 @@ from localcloud.deploy import READY_LINE
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
-def descendants(pid: int) -> set[int]:
-    """Live (non-zombie) processes below `pid`, from /proc."""
+def descendants(pid: int) -> set[tuple[int, int]]:
+    """Live (non-zombie) processes below `pid`, from /proc, as (pid, start time): on a busy machine a pid is
+    reused within seconds (pid_max is often 32,768), and a stranger with a dead process's pid is not it."""
     parents: dict[int, int] = {}
+    started: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
@@ -35,18 +37,26 @@ def descendants(pid: int) -> set[int]:
             continue
         if fields[0] != "Z":
             parents[int(stat.parent.name)] = int(fields[1])
+            started[int(stat.parent.name)] = int(fields[19])  # starttime, field 22 of stat(5)
     found: set[int] = set()
     frontier = {pid}
     while frontier:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
-    return found
+    return {(child, started[child]) for child in found}
 
 
-def alive(pids: set[int]) -> set[int]:
-    return {
-        pid for pid in pids if (stat := Path(f"/proc/{pid}/stat")).exists() and ") Z " not in stat.read_text()
-    }
+def alive(processes: set[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Those of `processes` still running: the same pid with the same start time, not a zombie."""
+    running = set()
+    for pid, start in processes:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[19]) == start:
+            running.add((pid, start))
+    return running
 
 
 def wait_for_ready(process: subprocess.Popen, timeout: float) -> list[str]:

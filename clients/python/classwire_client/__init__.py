@@ -781,9 +781,21 @@ class ClasswireClient:
         """The log no longer continues from what was applied: drop it all and rebuild from the page. Not
         counted for a client that held nothing (a first sync starting at the last `clear`, or past a trim):
         it lost nothing; `on_reset` is still called, as the application builds from this page."""
-        if self.last_seq > 0 or self._buffer:
+        # Live events that came before this page and follow it are kept (a late joiner's first page).
+        last = page.get("last")
+        kept = (
+            {
+                seq: event
+                for seq, event in self._buffer.items()
+                if isinstance(last, int) and seq > last and (event.get("epoch") or "") in ("", epoch)
+            }
+            if self.last_seq == 0
+            else {}
+        )
+        if self.last_seq > 0:
             self.stats.resets += 1
         self._buffer.clear()
+        self._buffer.update(kept)
         self._recent_eids.clear()
         self.events.clear()
         self._cancel("gap")
