@@ -157,7 +157,7 @@ def test_the_core_emits_declared_names_at_run_time():
             raise JoinRefused(self.reason, Published([], []))
 
         def admit(self, member):
-            return True
+            return True, None
 
     store = Store()
     service = ClassroomService(
