@@ -59,6 +59,11 @@ class RedisFaultProxy(PrimaryEndpoint):
     def delay_reply(self, match: bytes, seconds: float) -> None:
         self._arm(_Fault("delay_reply", match, seconds))
 
+    def armed(self, match: bytes) -> bool:
+        """Whether a fault armed for `match` has yet to meet its request."""
+        with self._lock:
+            return any(fault.match == match for fault in self._faults)
+
     def _arm(self, fault: _Fault) -> None:
         with self._lock:
             self._faults.append(fault)

@@ -1,6 +1,7 @@
 """Faults on the hops the chaos run never cuts (issue 11): Redis replies dropped, delayed past the client's
 timeout and cut mid-command between the functions and Redis; `@connections` answering 429, 500 or not at
-all; the message function's execution environments killed between an append and its fan-out.
+all; the message function's execution environments killed between an append and its fan-out, and a flusher
+killed mid-flush: after its round's posts, before the settle that records them (README, "Batching").
 
 A system of its own, with every fault on at once. Asserted after the run, without forcing any client to
 catch up: within a telemetry interval every client has applied every event of its classroom's log on its own
@@ -12,6 +13,7 @@ acknowledged; each send whose invocation was killed is in the log exactly once.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import secrets
 import time
@@ -19,6 +21,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
+from classwire.classroom_store import _SCRIPTS
 from classwire.routes import MESSAGE
 from localcloud.gateway import PostFaults
 from localcloud.redis_faults import LinkChaos
@@ -26,6 +29,8 @@ from localcloud.system import LocalSystem
 from tests.prove.harness import Member, ack_key, chain_breaks, key, last_seq, member, server_log, settle
 
 SEED = 11
+# What redis-py sends for the settle script (EVALSHA <sha1 of its source>): the fault proxy matches on it.
+SETTLE_SHA = hashlib.sha1(_SCRIPTS["settle"].encode()).hexdigest().encode()
 TELEMETRY_SECONDS = 1.0  # telemetry pings this often in this run (30 s by default)
 REDIS_CHAOS = LinkChaos(
     drop_reply=0.01, reset_mid_request=0.01, delay_reply=0.005, delay_seconds=2.5, seed=SEED
@@ -74,6 +79,18 @@ def test_every_hop_failing_at_once(faulty, sizes, figures):
         acked[held.classroom].add(ack_key(ack))
         killed_ids.append((held.classroom, client_id))
 
+    async def kill_mid_flush() -> None:
+        """The next settle (whichever classroom's flusher posts a round next) is held back while every
+        message worker is killed: a flusher dead after its posts and before recording them, its lease held
+        until it runs out. The round is posted again by the next flusher; its events queued meanwhile too."""
+        faulty.redis_proxy.delay_reply(SETTLE_SHA, 1.5)
+        for _ in range(200):  # a busy classroom settles every few ms (once its workers are back)
+            await asyncio.sleep(0.05)
+            if not faulty.redis_proxy.armed(SETTLE_SHA):
+                counts["flushers killed mid-flush"] += 1  # its settle is held back now: kill it
+                break
+        counts["workers killed"] += await asyncio.to_thread(faulty.kill_workers, message_function)
+
     async def scenario() -> None:
         members = [
             member(
@@ -95,6 +112,7 @@ def test_every_hop_failing_at_once(faulty, sizes, figures):
             for n in range(sizes.faults_kills):
                 await asyncio.sleep(sizes.faults_seconds / (sizes.faults_kills + 1))
                 await kill_after_append(rng.choice(members), n)
+                await kill_mid_flush()
             await asyncio.sleep(max(0.0, sizes.faults_seconds - (time.monotonic() - started)))
             stop.set()
             await asyncio.wait_for(asyncio.gather(*senders), 120)
@@ -153,6 +171,12 @@ def test_every_hop_failing_at_once(faulty, sizes, figures):
             note="per post, seeded; the client retries 429/500 once",
         )
         figures.record("faults", "invocations killed after their append", len(killed_ids))
+        figures.record(
+            "faults",
+            "flushers killed mid-flush",
+            counts["flushers killed mid-flush"],
+            note="after their round's posts, before its settle; their lease held until it ran out",
+        )
         figures.record("faults", "message workers killed", counts["workers killed"])
         figures.record("faults", "sends / acks", f"{totals['sends']} / {totals['acks']}")
         figures.record(
@@ -182,6 +206,7 @@ def test_every_hop_failing_at_once(faulty, sizes, figures):
         assert totals["sends"] == totals["acks"]
         assert lost == 0 and not mismatched and not repeated and breaks == 0
         assert killed_in_log == [1] * len(killed_ids) and counts["workers killed"] >= len(killed_ids)
+        assert counts["flushers killed mid-flush"] == len(killed_ids)
         assert sum(fired.values()) > 0
 
     asyncio.run(asyncio.wait_for(scenario(), sizes.faults_seconds + 300))
