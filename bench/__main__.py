@@ -146,7 +146,7 @@ def handler_cpu(members: int = 1000, sends: int = 20) -> dict:
         # The joins' rounds are not what is measured: as if their $connects had posted them.
         client = runtime.redis_client()
         client.delete("cw:{bench}:flusher")
-        client.hset("cw:{bench}:meta", "flushed", client.hget("cw:{bench}:meta", "seq") or 0)
+        client.hset("cw:{bench}:meta", "flushed", int(client.hget("cw:{bench}:meta", "seq") or 0))  # type: ignore[arg-type]
         context = LambdaContext()
         message.handler(
             message_event(callers[0], {"action": "send", "id": "w", "event": "chat", "data": {}}), context
@@ -162,7 +162,7 @@ def handler_cpu(members: int = 1000, sends: int = 20) -> dict:
             message.handler(event, context)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         # Every send's round was posted by its own invocation (a held lease would have measured nothing).
-        seq, flushed = client.hmget("cw:{bench}:meta", "seq", "flushed")
+        seq, flushed = client.hmget("cw:{bench}:meta", ["seq", "flushed"])  # type: ignore[misc]
         assert flushed == seq, f"only seq {flushed!r} of {seq!r} was posted"
     return {
         "members": members,
