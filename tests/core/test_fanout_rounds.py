@@ -107,15 +107,28 @@ def seated(core: ClassroomService, members: Sequence[Member], batch: bool = True
         assert core.connect(m, 0, batch=batch) is None
 
 
+def room_of(
+    redis_client, members: Sequence[Member], **fanout
+) -> tuple[Connections, ClassroomService, ClassroomService]:
+    """The members seated (posts cleared), the invocation under test, and another one (its posts unwatched)."""
+    connections = Connections()
+    core = service(redis_client, connections, **fanout)
+    seated(core, members)
+    connections.posts.clear()
+    return connections, core, service(redis_client, Connections(), **fanout)
+
+
+def while_posting(connections: Connections, action: Callable[[], object]) -> None:
+    """Runs `action` inside the next post_each: other invocations appending while a round is in flight."""
+    connections.during[connections.calls + 1] = action
+
+
 # -- the service: rounds, batches, the guarantee ------------------------------------------------------------
 
 
 def test_a_quiet_classroom_posts_each_event_at_once_as_a_plain_event_frame(redis_client):
-    connections = Connections()
-    core = service(redis_client, connections)
     room = [member(n) for n in range(3)]
-    seated(core, room)
-    connections.posts.clear()
+    connections, core, _ = room_of(redis_client, room)
     core.handle(room[0], send("chat", "m1"))
     for m in room:
         assert [(f["type"], f["id"]) for f in connections.messages_to(m.connection_id)] == [("event", "m1")]
@@ -124,15 +137,9 @@ def test_a_quiet_classroom_posts_each_event_at_once_as_a_plain_event_frame(redis
 
 def test_events_appended_during_a_round_go_out_together_in_the_next(redis_client):
     """The busy room: 10 members, 5 sending while the first sender's round is in flight."""
-    connections = Connections()
-    core = service(redis_client, connections)
     room = [member(n) for n in range(10)]
-    seated(core, room)
-    connections.posts.clear()
-    others = service(redis_client, Connections())  # other invocations: they find the lease taken
-    connections.during[connections.calls + 1] = lambda: [
-        others.handle(room[n], send("stroke", f"s{n}")) for n in range(1, 5)
-    ]
+    connections, core, others = room_of(redis_client, room)  # the others find the lease taken
+    while_posting(connections, lambda: [others.handle(room[n], send("stroke", f"s{n}")) for n in range(1, 5)])
     core.handle(room[0], send("stroke", "s0"))
     assert others.connections.posts == []  # type: ignore[attr-defined]
     for m in room:
@@ -145,7 +152,7 @@ def test_events_appended_during_a_round_go_out_together_in_the_next(redis_client
     assert len(connections.posts) == 20
 
 
-def test_a_connection_without_batch_gets_one_event_per_frame_in_seq_order(redis_client):
+def test_a_connection_without_batch_gets_one_event_per_frame(redis_client):
     connections = Connections()
     core = service(redis_client, connections)
     batched, plain = member(1), member(2)
@@ -164,17 +171,16 @@ def test_a_connection_without_batch_gets_one_event_per_frame_in_seq_order(redis_
 
 
 def test_a_volatile_event_in_a_batch_never_goes_back_to_its_sender(redis_client):
-    connections = Connections()
-    core = service(redis_client, connections)
     room = [member(n) for n in range(4)]
-    seated(core, room)
-    connections.posts.clear()
-    others = service(redis_client, Connections())
-    connections.during[connections.calls + 1] = lambda: [
-        others.handle(room[1], send("cursor", "k1", {"x": 1})),
-        others.handle(room[2], send("chat", "c2")),
-        others.handle(room[2], send("cursor", "k2", {"x": 2})),
-    ]
+    connections, core, others = room_of(redis_client, room)
+    while_posting(
+        connections,
+        lambda: [
+            others.handle(room[1], send("cursor", "k1", {"x": 1})),
+            others.handle(room[2], send("chat", "c2")),
+            others.handle(room[2], send("cursor", "k2", {"x": 2})),
+        ],
+    )
     core.handle(room[0], send("chat", "c0"))
     got = {m.connection_id: [e["id"] for e in connections.events_to(m.connection_id)] for m in room}
     assert got == {
@@ -195,12 +201,8 @@ class Died(BaseException):
 def test_a_flusher_killed_mid_round_strands_nothing(redis_client):
     """Killed with its round half posted and events queued behind it: once its lease runs out, the next
     telemetry ping posts every event after the last finished round, the half-posted ones again."""
-    connections = Connections()
-    core = service(redis_client, connections, lease_ms=300, budget_ms=200)
     room = [member(n) for n in range(4)]
-    seated(core, room)
-    connections.posts.clear()
-    others = service(redis_client, Connections(), lease_ms=300, budget_ms=200)
+    connections, core, others = room_of(redis_client, room, lease_ms=300, budget_ms=200)
 
     def die() -> None:
         others.handle(room[1], send("chat", "queued-1"))
@@ -229,12 +231,8 @@ def test_a_flusher_killed_mid_round_strands_nothing(redis_client):
 
 
 def test_a_flusher_past_its_budget_hands_the_rest_to_the_next_touch(redis_client):
-    connections = Connections()
-    core = service(redis_client, connections, budget_ms=1)
     room = [member(n) for n in range(3)]
-    seated(core, room)
-    connections.posts.clear()
-    others = service(redis_client, Connections())
+    connections, core, others = room_of(redis_client, room, budget_ms=1)
 
     def slow_round() -> None:
         others.handle(room[1], send("chat", "late"))
@@ -442,11 +440,8 @@ def test_a_resent_end_whose_round_was_posted_closes_the_class_again(redis_client
 
 
 def test_a_lingering_flusher_posts_a_lone_volatile_event(redis_client):
-    connections = Connections()
-    core = service(redis_client, connections, linger_ms=5)
     room = [member(n) for n in range(2)]
-    seated(core, room)
-    connections.posts.clear()
+    connections, core, _ = room_of(redis_client, room, linger_ms=5)
     core.handle(room[0], send("cursor", "k", {"x": 1}))
     assert [e["id"] for e in connections.events_to("conn-1")] == ["k"]
     assert connections.events_to("conn-0") == []
