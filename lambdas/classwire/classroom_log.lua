@@ -24,6 +24,11 @@
 --   cw:{c}:flusher   STRING the lease of the one invocation posting this classroom's events (PX: a dead one's
 --                          lease runs out); meta's `flushed` is the last seq a round finished posting
 --   cw:{c}:relay     LIST  "<sender connectionId> <frame>" of volatile events waiting for the next round
+--   cw:{c}:away      ZSET  userId -> when its leave is announced (ms): its last connection went, and a
+--                          connection of it within the grace announces nothing (a reconnect)
+--   cw:{c}:away_info HASH  userId -> the info JSON of its last connection, for that leave
+-- Presence is per user: a join is announced when a user's first connection arrives (not within the grace of
+-- its last leave), a leave when its last connection has been gone for the grace.
 -- Fan-out: whoever appends while nobody holds the lease takes it and posts every event after `flushed`; events
 -- appended while it posts go out together in its next round (`settle`, which also hands the lease back once
 -- nothing is left). The lease and the append are in the same scripts, so an event is either seen by the
@@ -42,6 +47,9 @@ local function now_ms()
 end
 
 local function key(c, suffix) return 'cw:{' .. c .. '}:' .. suffix end
+
+-- A user's leave is announced this long after its last connection went (set by fanout_at).
+local presence_grace_ms = 0
 
 local function json_str(s) return cjson.encode(s) end
 
@@ -187,11 +195,34 @@ local function remove_member(c, conn, nonce, ts, clock, retention)
   redis.call('HDEL', key(c, 'info'), conn)
   local head, user = member_head(info_json)
   local left = redis.call('HINCRBY', key(c, 'users'), user, -1)
-  if left <= 0 then redis.call('HDEL', key(c, 'users'), user); left = 0 end
-  local frame, seq, epoch = append(c, 'null', head, 'leave', '{"connections":' .. left .. '}', nonce .. conn,
+  if left > 0 then return nil end  -- the user is still here
+  redis.call('HDEL', key(c, 'users'), user)
+  if presence_grace_ms > 0 then  -- announced once the grace has passed without a reconnect
+    redis.call('ZADD', key(c, 'away'), ts + presence_grace_ms, user)
+    redis.call('HSET', key(c, 'away_info'), user, info_json)
+    redis.call('PEXPIRE', key(c, 'away'), retention.age_ms)
+    redis.call('PEXPIRE', key(c, 'away_info'), retention.age_ms)
+    return nil
+  end
+  local frame, seq, epoch = append(c, 'null', head, 'leave', '{"connections":0}', nonce .. conn,
     ts, clock, retention)
   remember(c, 'l:' .. conn, seq, epoch, ts, retention.window_ms)
   return frame
+end
+
+-- Announces the leaves whose grace has passed (users who did not come back).
+local function sweep_away(c, frames, nonce, ts, clock, retention)
+  local due = redis.call('ZRANGEBYSCORE', key(c, 'away'), '-inf', ts, 'LIMIT', 0, 32)
+  for _, user in ipairs(due) do
+    local info_json = redis.call('HGET', key(c, 'away_info'), user)
+    redis.call('ZREM', key(c, 'away'), user)
+    redis.call('HDEL', key(c, 'away_info'), user)
+    if info_json and not redis.call('HGET', key(c, 'users'), user) then
+      local frame = append(c, 'null', member_head(info_json), 'leave', '{"connections":0}',
+        nonce .. 'away' .. user, ts, clock, retention)
+      table.insert(frames, frame)
+    end
+  end
 end
 
 -- Connections past their expiry vanished without $disconnect: prune them with a leave event.
@@ -201,6 +232,7 @@ local function prune_expired(c, frames, nonce, ts, clock, retention)
     local frame = remove_member(c, conn, nonce, ts, clock, retention)
     if frame then table.insert(frames, frame) end
   end
+  sweep_away(c, frames, nonce, ts, clock, retention)
 end
 
 local function members(c)
@@ -307,8 +339,10 @@ local function round_reply(c, round, conns)
   return {round[1], round[2], round[3], round[4], round[5], round[6], batched_flags(c, conns)}
 end
 
--- Fan-out arguments: lease, lease ms, max events and max bytes of a round.
+-- Fan-out arguments: lease, lease ms, max events and max bytes of a round, and the presence grace (ms),
+-- which it also sets for the script (every appending script reads its fan-out arguments first).
 local function fanout_at(i)
+  presence_grace_ms = tonumber(ARGV[i + 4]) or 0
   return {lease = ARGV[i], lease_ms = tonumber(ARGV[i + 1]), events = tonumber(ARGV[i + 2]),
     bytes = tonumber(ARGV[i + 3])}
 end
@@ -353,16 +387,23 @@ if not redis.call('ZSCORE', key(c, 'members'), conn) then
   if batch then redis.call('SADD', key(c, 'batched'), conn) end
   local count = redis.call('HINCRBY', key(c, 'users'), user, 1)
   for _, k in ipairs({'members', 'info', 'users', 'batched'}) do redis.call('PEXPIRE', key(c, k), ttl) end
+  -- A connection of a user still here, or back within the grace of its last leave, announces nothing.
+  local back = redis.call('ZREM', key(c, 'away'), user) == 1
+  if back then redis.call('HDEL', key(c, 'away_info'), user) end
+  local announce = count == 1 and not back
   local data = '{"connections":' .. count .. '}'
   -- A teacher reopens explicitly, or by starting a log whose `end` is gone; the join says so, which is
   -- what the clients read as "not ended" (also when the mark itself was lost).
   if reopen or (ended_seq and not end_in_log) then
     redis.call('DEL', key(c, 'ended'))
     data = '{"connections":' .. count .. ',"reopened":true}'
+    announce = true
   end
-  local frame, seq, epoch = append(c, 'null', member_head(info_json), 'join', data, nonce, ts, clock, retention)
-  remember(c, 'j:' .. conn, seq, epoch, ts, retention.window_ms)
-  table.insert(frames, frame)
+  if announce then
+    local frame, seq, epoch = append(c, 'null', member_head(info_json), 'join', data, nonce, ts, clock, retention)
+    remember(c, 'j:' .. conn, seq, epoch, ts, retention.window_ms)
+    table.insert(frames, frame)
+  end
 else
   local _, _, frame = recall(c, 'j:' .. conn)  -- a repeat (its first reply was lost): its join again
   if frame and frame ~= '' then table.insert(frames, frame) end
@@ -372,7 +413,7 @@ return {'ok', frames, conns, next_round(c, fanout, conns)}
 
 --@script leave
 -- ARGV: classroom, nonce, max_events, max_age_ms, max_bytes, idempotency window ms, ttl ms, grace ms,
---       lease, lease ms, round max events, round max bytes, connectionId...
+--       lease, lease ms, round max events, round max bytes, presence grace ms, connectionId...
 -- With a grace (pruning after a 410), a connection that joined less than `grace` ago stays: its $connect
 -- may still be running, and a connection is not open, so a post to it fails as gone, until that returns.
 -- Returns {frames, members, round}; a flusher pruning what its round found gone passes its own lease.
@@ -382,7 +423,7 @@ local ttl, grace = tonumber(ARGV[7]), tonumber(ARGV[8])
 local fanout = fanout_at(9)
 local ts, clock = now_ms()
 local frames = {}
-for i = 13, #ARGV do
+for i = 14, #ARGV do
   local expiry = tonumber(redis.call('ZSCORE', key(c, 'members'), ARGV[i]) or 0)
   if grace == 0 or expiry - ttl <= ts - grace then
     local frame = remove_member(c, ARGV[i], nonce, ts, clock, retention)
@@ -408,7 +449,7 @@ local rate, burst = tonumber(ARGV[11]), tonumber(ARGV[12])
 local head, nonce, ended_ttl = ARGV[13], ARGV[14], tonumber(ARGV[15])
 local retention = retention_at(16)
 local fanout = fanout_at(20)
-local starts_board = ARGV[24] == '1'
+local starts_board = ARGV[25] == '1'
 local ts, clock = now_ms()
 if not is_member(c, conn, user, ts) then return {'not_member'} end
 -- Resends are charged too: answering one fans the event out again.

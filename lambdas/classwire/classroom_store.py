@@ -348,10 +348,16 @@ class ClassroomStore:
             IDEMPOTENCY_WINDOW_SECONDS * 1000,
         )
 
-    def _lease(self) -> tuple[str, int, int, int]:
-        """What every script that may take a round gets: a new lease token, the lease's life and a round's
-        bounds."""
-        return _nonce(), self._fanout.lease_ms, ROUND_MAX_EVENTS, ROUND_MAX_BYTES
+    def _lease(self) -> tuple[str, int, int, int, int]:
+        """What every script that may take a round gets: a new lease token, the lease's life, a round's
+        bounds, and the presence grace (a user's leave is announced this long after its last connection)."""
+        return (
+            _nonce(),
+            self._fanout.lease_ms,
+            ROUND_MAX_EVENTS,
+            ROUND_MAX_BYTES,
+            self._limits.presence_grace_seconds * 1000,
+        )
 
     def _read_rate(self) -> tuple[float, int]:
         return self._limits.read_rate_per_second, self._limits.read_rate_burst
