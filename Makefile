@@ -137,7 +137,7 @@ bootstrap: deps ## Set up an AWS account once: make bootstrap REPO=org/repo ACCO
 bench: install ## Benchmarks (fan-out, Redis round trips, CPU per message, cold starts, zips, synth, end to end) into reports/bench.json
 	$(RUN) python -m bench
 
-cost: deps ## Monthly cost of ENV's stack for a usage profile: make cost ENV=prod PROFILE=<file>
+cost: deps ## Monthly cost of ENV's stack for a usage profile: make cost ENV=prod PROFILE=<file> (or PROFILE=all)
 	$(RUN) python -m cost --env $(ENV) --profile "$(or $(PROFILE),cost/profiles/mid_size_school.toml)"
 
 clean: ## Remove build output (reports/ holds committed results and stays)

@@ -160,6 +160,11 @@ def _reap() -> None:
             if opened is not None:
                 events.register(opened, selectors.EVENT_READ)
                 watched.add(opened)
+    # Their descendants too (terraform's provider plugins): once a parent is killed they are orphans no
+    # signal reaches, so they are taken while the parents still hold them.
+    for pidfd in _descendants(watched):
+        events.register(pidfd, selectors.EVENT_READ)
+        watched.add(pidfd)
     for pidfd in watched:
         _signal(pidfd, signal.SIGTERM)
     deadline = time.monotonic() + GRACE_SECONDS
@@ -170,6 +175,31 @@ def _reap() -> None:
             watched.discard(key.fd)
     for pidfd in watched:
         _signal(pidfd, signal.SIGKILL)
+
+
+def _descendants(pidfds: set[int]) -> list[int]:
+    """pidfds of every live descendant of the processes behind `pidfds` (from /proc)."""
+    roots: set[int] = set()
+    for pidfd in pidfds:
+        with contextlib.suppress(OSError, ValueError), open(f"/proc/self/fdinfo/{pidfd}") as info:
+            roots.update(int(line.split()[1]) for line in info if line.startswith("Pid:"))
+    parents: dict[int, int] = {}
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            with contextlib.suppress(OSError, IndexError), open(f"/proc/{stat}/stat") as handle:
+                parents[int(stat)] = int(handle.read().rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = roots
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found - roots
+        found |= frontier
+    opened = []
+    for pid in found:
+        start_time = _start_time(pid)
+        descendant = _open(f"{pid} {start_time}".encode()) if start_time is not None else None
+        if descendant is not None:
+            opened.append(descendant)
+    return opened
 
 
 def _open(line: bytes) -> int | None:

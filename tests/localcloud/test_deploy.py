@@ -59,6 +59,18 @@ def alive(processes: set[tuple[int, int]]) -> set[tuple[int, int]]:
     return running
 
 
+def _commands(processes: set[tuple[int, int]]) -> list[str]:
+    commands = []
+    for pid, _ in processes:
+        try:
+            commands.append(
+                f"{pid}: " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            )
+        except OSError:
+            commands.append(f"{pid}: gone")
+    return commands
+
+
 def wait_for_ready(process: subprocess.Popen, timeout: float) -> list[str]:
     lines: list[str] = []
     deadline = time.monotonic() + timeout
@@ -154,7 +166,8 @@ def test_a_sigkilled_make_deploy_leaves_nothing_running():
         deadline = time.monotonic() + 30
         while alive(started) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert alive(started) == set(), "left running after make deploy was SIGKILLed"
+        left = alive(started)
+        assert left == set(), f"left running after make deploy was SIGKILLed: {_commands(left)}"
     finally:
         if make.poll() is None:
             make.kill()
