@@ -582,22 +582,25 @@ return {ts, hmget_all(key(c, 'info'), live), hmget_all(key(c, 'lag'), live)}
 
 --@script report
 -- ARGV: classroom, connectionId, userId, seq, lagMs ('' when unknown), ttl ms, rate per second, burst,
---       lease, lease ms, round max events, round max bytes.
+--       lease, lease ms, round max events, round max bytes, presence grace ms, nonce, max_events,
+--       max_age_ms, max_bytes, idempotency window ms.
 -- Records a member's telemetry (piggybacked on its ping); returns {last seq, epoch, members, round},
 -- {'rate_limited', ms or -1}, or {'not_member'} (nothing recorded, so a pruned connection leaves no trace).
 -- The round is {''} unless events wait with nobody posting them (a flusher died, or handed back with some
 -- left): then this call takes the lease and posts them, so every member's ping bounds how long that lasts.
 local c, conn, user, seq, lag, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
-local ts = now_ms()
+local ts, clock = now_ms()
 local wait = admit(c, user, 'read', tonumber(ARGV[7]), tonumber(ARGV[8]), ts)
 if wait ~= 0 then return {'rate_limited', wait} end
 if not is_member(c, conn, user, ts) then return {'not_member'} end
+local fanout = fanout_at(9)
+-- Leaves whose grace has passed are announced by the members' pings too (a quiet classroom has no other).
+sweep_away(c, {}, ARGV[14], ts, clock, retention_at(15))
 local last, epoch = last_seq_and_epoch(c)
 -- A client ahead of the log (it holds events a failover lost) is not behind; its pong's `last` tells it.
 local behind = math.max(0, last - seq)
 redis.call('HSET', key(c, 'lag'), conn, ARGV[4] .. ':' .. lag .. ':' .. string.format('%d:%d', ts, behind))
 redis.call('PEXPIRE', key(c, 'lag'), ttl)
-local fanout = fanout_at(9)
 local round = take_round(c, fanout.lease, fanout.lease_ms, fanout.events, fanout.bytes)
 if round[1] == '' then return {last, epoch, {}, {''}} end
 local conns = members(c)

@@ -294,6 +294,8 @@ class ClassroomStore:
             CONNECTION_TTL_SECONDS * 1000,
             *self._read_rate(),
             *self._lease(),
+            _nonce(),
+            *self._retention(),
         )
         _raise_if_refused(reply)
         last, epoch, conns, round_ = reply

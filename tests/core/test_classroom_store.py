@@ -39,6 +39,8 @@ UNLIMITED = {
     "rate_burst": 10_000,
     "read_rate_per_second": 10_000,
     "read_rate_burst": 10_000,
+    # Leaves at once: these tests are of the log and the registry; the grace has tests of its own.
+    "presence_grace_seconds": 0,
 }
 
 
@@ -243,9 +245,10 @@ def test_connections_per_user_are_counted(store):
     a1 = Member("c1", "room-1", "alice", "teacher", "Alice")
     a2 = Member("c2", "room-1", "alice", "teacher", "Alice")
     store.join(a1, 0)
-    second = json.loads(store.join(a2, 0).frames[0])
-    assert second["data"] == {"connections": 2}
-    assert json.loads(store.leave("room-1", ["c1"]).frames[0])["data"] == {"connections": 1}
+    store.join(a2, 0)  # announces nothing: alice is here already
+    assert [e["userId"] for e in roster_of(store, "room-1")] == ["alice", "alice"]
+    store.leave("room-1", ["c1"])
+    assert json.loads(store.leave("room-1", ["c2"]).frames[0])["data"] == {"connections": 0}
 
 
 def test_classrooms_are_isolated(store):
@@ -706,3 +709,32 @@ def test_a_first_sync_ignores_an_end_trimmed_out_of_the_log(redis_client):
     store.publish(teacher, "new", "stroke", "2", True)
     page = sync(store, "room-1", 0, "", 200, 30_000)
     assert seqs(page.frames) == [cleared.seq, cleared.seq + 1] and page.reset
+
+
+def test_a_reconnect_within_the_grace_announces_nothing_and_a_user_gone_for_it_leaves(redis_client):
+    store = ClassroomStore(redis_client, limits(presence_grace_seconds=1))
+    alice, bob = member(1), member(2)
+    store.join(alice, 0)
+    store.join(bob, 0)
+    assert store.leave("room-1", [alice.connection_id]).frames == []  # not yet announced
+    again = Member("conn-room-1-1b", "room-1", alice.user_id, "student", "User 1")
+    assert store.join(again, 0).frames == []  # back within the grace: nothing at all
+    assert store.leave("room-1", [bob.connection_id]).frames == []
+    time.sleep(1.1)
+    # The next ping announces bob's leave (one user, its last connection gone for the grace).
+    store.report(alice := again, 0, None)
+    events = [json.loads(f) for f in sync(store, "room-1", 0, "", 200, 30_000).frames]
+    assert [(e["event"], e["from"]) for e in events][-1] == ("leave", "user-2")
+    assert [e["event"] for e in events].count("leave") == 1 and [e["event"] for e in events].count(
+        "join"
+    ) == 2
+
+
+def test_a_users_second_connection_announces_no_second_join(redis_client):
+    store = ClassroomStore(redis_client, limits())
+    alice = member(1)
+    assert len(store.join(alice, 0).frames) == 1
+    tab = Member("conn-room-1-tab", "room-1", alice.user_id, "student", "User 1")
+    assert store.join(tab, 0).frames == []
+    assert store.leave("room-1", [tab.connection_id]).frames == []
+    assert len(store.leave("room-1", [alice.connection_id]).frames) == 1  # the last one out
