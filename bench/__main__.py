@@ -57,28 +57,22 @@ class CountingRedis:
 
 
 def redis_round_trips(sizes=ROOM_SIZES) -> dict:
-    from bench.batching import Delivered
+    from bench.batching import LIMITS, Delivered
     from classwire.classroom import ClassroomService
     from classwire.classroom_store import ClassroomStore, Member
-    from classwire.settings import Limits
     from localcloud.cache import RedisServer
 
     results = {}
     with RedisServer() as server:
         client = server.client()
         counter = CountingRedis(client)
-        store = ClassroomStore(
-            client,
-            Limits(
-                rate_per_second=1e6, rate_burst=1_000_000, read_rate_per_second=1e6, read_rate_burst=1_000_000
-            ),
-        )
+        store = ClassroomStore(client, LIMITS)
         for size in sizes:
             room = f"bench-{size}"
             members = [Member(f"c{i:05d}=", room, f"u{i}", "student") for i in range(size)]
             # The whole send as an invocation makes it: the append (which takes the round) and the settle
             # that hands the lease back.
-            core = ClassroomService(store, Delivered(), store._limits)
+            core = ClassroomService(store, Delivered(), LIMITS)
             for member in members:
                 core.connect(member, 0)
             sender = members[0]

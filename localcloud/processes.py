@@ -161,10 +161,10 @@ def _reap() -> None:
                 events.register(opened, selectors.EVENT_READ)
                 watched.add(opened)
     # Their descendants too (terraform's provider plugins): once a parent is killed they are orphans no
-    # signal reaches, so they are taken while the parents still hold them.
-    for pidfd in _descendants(watched):
-        events.register(pidfd, selectors.EVENT_READ)
-        watched.add(pidfd)
+    # signal reaches, so they are taken while the parents still hold them. They get no SIGTERM of their own
+    # (a parent ending gracefully still needs them, as terraform its provider to write the state), only the
+    # SIGKILL after the grace if they outlive it.
+    below = _descendants(watched)
     for pidfd in watched:
         _signal(pidfd, signal.SIGTERM)
     deadline = time.monotonic() + GRACE_SECONDS
@@ -173,8 +173,10 @@ def _reap() -> None:
         for key, _ in events.select(left):
             events.unregister(key.fd)
             watched.discard(key.fd)
-    for pidfd in watched:
+    for pidfd in [*watched, *below]:
         _signal(pidfd, signal.SIGKILL)
+    for pidfd in below:
+        os.close(pidfd)
 
 
 def _descendants(pidfds: set[int]) -> list[int]:
@@ -184,10 +186,12 @@ def _descendants(pidfds: set[int]) -> list[int]:
         with contextlib.suppress(OSError, ValueError), open(f"/proc/self/fdinfo/{pidfd}") as info:
             roots.update(int(line.split()[1]) for line in info if line.startswith("Pid:"))
     parents: dict[int, int] = {}
+    started: dict[int, str] = {}  # from the same read: a pid reused since is not taken for it
     for stat in os.listdir("/proc"):
         if stat.isdigit():
             with contextlib.suppress(OSError, IndexError), open(f"/proc/{stat}/stat") as handle:
-                parents[int(stat)] = int(handle.read().rsplit(")", 1)[1].split()[1])
+                fields = handle.read().rsplit(")", 1)[1].split()
+                parents[int(stat)], started[int(stat)] = int(fields[1]), fields[19]
     found: set[int] = set()
     frontier = roots
     while frontier:
@@ -195,8 +199,7 @@ def _descendants(pidfds: set[int]) -> list[int]:
         found |= frontier
     opened = []
     for pid in found:
-        start_time = _start_time(pid)
-        descendant = _open(f"{pid} {start_time}".encode()) if start_time is not None else None
+        descendant = _open(f"{pid} {started[pid]}".encode())
         if descendant is not None:
             opened.append(descendant)
     return opened

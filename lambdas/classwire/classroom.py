@@ -275,7 +275,13 @@ class ClassroomService:
             # Appended, but no longer in the log (retention, or a log that restarted): say so, by seq.
             self.flush(member.classroom_id, published.round)
             return compact_json({"type": "ack", "id": request.id, "seq": result.seq, "epoch": result.epoch})
-        gone = self._post(member.classroom_id, published.connection_ids, frozenset(), published.frames, [])
+        # Posted at once unless this call's own round carries it (not yet posted by any round).
+        ours = published.round is not None and published.frames[0] in published.round.frames
+        gone = (
+            set()
+            if ours
+            else self._post(member.classroom_id, published.connection_ids, frozenset(), published.frames, [])
+        )
         pruned = self._prune(member.classroom_id, gone, claim=published.round is None) if gone else None
         self.flush(member.classroom_id, published.round or (pruned.round if pruned else None))
         original = self.registry.get(json.loads(published.frames[0]).get("event", ""))

@@ -351,6 +351,15 @@ local function next_round(c, fanout, conns)
   return round_reply(c, take_round(c, fanout.lease, fanout.lease_ms, fanout.events, fanout.bytes), conns)
 end
 
+-- A script refused after it took the round once already (redis-py re-ran it after a lost reply, and the
+-- rerun was refused): it hands the lease back, so the next script to find it free posts the round.
+local function refuse(c, fanout, reply)
+  if fanout.lease ~= '' and redis.call('GET', key(c, 'flusher')) == fanout.lease then
+    redis.call('DEL', key(c, 'flusher'))
+  end
+  return reply
+end
+
 --@script join
 -- ARGV: classroom, connectionId, info JSON, userId, role, reopen (1: a teacher reopening an ended class),
 --       ttl ms, nonce, max connections per user, max connections per classroom, connect rate per second,
@@ -451,10 +460,10 @@ local retention = retention_at(16)
 local fanout = fanout_at(20)
 local starts_board = ARGV[25] == '1'
 local ts, clock = now_ms()
-if not is_member(c, conn, user, ts) then return {'not_member'} end
+if not is_member(c, conn, user, ts) then return refuse(c, fanout, {'not_member'}) end
 -- Resends are charged too: answering one fans the event out again.
 local wait = admit(c, user, 'send', rate, burst, ts)
-if wait ~= 0 then return {'rate_limited', wait} end
+if wait ~= 0 then return refuse(c, fanout, {'rate_limited', wait}) end
 local record = #user .. ':' .. user .. ':' .. id
 if persistent then
   local seq, epoch, frame = recall(c, record)
@@ -467,7 +476,7 @@ if persistent then
       next_round(c, fanout, conns)}
   end
 end
-if role ~= 'teacher' and ended_mark(c) then return {'ended'} end
+if role ~= 'teacher' and ended_mark(c) then return refuse(c, fanout, {'ended'}) end
 local frames = {}
 prune_expired(c, frames, nonce, ts, clock, retention)
 local seq = 0
@@ -590,10 +599,10 @@ return {ts, hmget_all(key(c, 'info'), live), hmget_all(key(c, 'lag'), live)}
 -- left): then this call takes the lease and posts them, so every member's ping bounds how long that lasts.
 local c, conn, user, seq, lag, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 local ts, clock = now_ms()
-local wait = admit(c, user, 'read', tonumber(ARGV[7]), tonumber(ARGV[8]), ts)
-if wait ~= 0 then return {'rate_limited', wait} end
-if not is_member(c, conn, user, ts) then return {'not_member'} end
 local fanout = fanout_at(9)
+local wait = admit(c, user, 'read', tonumber(ARGV[7]), tonumber(ARGV[8]), ts)
+if wait ~= 0 then return refuse(c, fanout, {'rate_limited', wait}) end
+if not is_member(c, conn, user, ts) then return refuse(c, fanout, {'not_member'}) end
 -- Leaves whose grace has passed are announced by the members' pings too (a quiet classroom has no other).
 sweep_away(c, {}, ARGV[14], ts, clock, retention_at(15))
 local last, epoch = last_seq_and_epoch(c)
@@ -612,10 +621,12 @@ return {last, epoch, conns, round_reply(c, round, conns)}
 -- member, members, round} or {'rate_limited', ms or -1}. Like a report, it posts events nobody is posting.
 local c, conn, user = ARGV[1], ARGV[2], ARGV[3]
 local ts = now_ms()
-local wait = admit(c, user, 'read', tonumber(ARGV[4]), tonumber(ARGV[5]), ts)
-if wait ~= 0 then return {'rate_limited', wait} end
-local member = is_member(c, conn, user, ts) and 1 or 0
 local fanout = fanout_at(6)
+local wait = admit(c, user, 'read', tonumber(ARGV[4]), tonumber(ARGV[5]), ts)
+if wait ~= 0 then return refuse(c, fanout, {'rate_limited', wait}) end
+-- A stranger takes no round: its frame is refused, and nobody would post it.
+if not is_member(c, conn, user, ts) then return refuse(c, fanout, {0, {}, {''}}) end
+local member = 1
 local round = take_round(c, fanout.lease, fanout.lease_ms, fanout.events, fanout.bytes)
 if round[1] == '' then return {member, {}, {''}} end
 local conns = members(c)

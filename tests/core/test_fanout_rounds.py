@@ -473,3 +473,30 @@ def test_a_dead_flushers_backlog_past_its_limit_still_posts_the_end(redis_client
     core.handle(student, json.dumps({"action": "ping", "seq": 0}))
     assert "end" in [e["event"] for e in connections.events_to(student.connection_id)]
     assert student.connection_id in connections.closed
+
+
+def test_a_strangers_bare_ping_takes_no_round_and_a_refused_rerun_hands_its_lease_back(redis_client):
+    connections, core, _ = room_of(redis_client, [member(0), member(1)])
+    store = core.store
+    redis_client.set(f"cw:{{{ROOM}}}:flusher", "dead", px=60_000)
+    store.publish(member(0), "waiting", "chat", "1", True)  # queued behind a dead flusher
+    redis_client.delete(f"cw:{{{ROOM}}}:flusher")
+    stranger = Member("gone", ROOM, "user-9", "student")
+    assert store.admit(stranger) == (False, None)
+    assert redis_client.get(f"cw:{{{ROOM}}}:flusher") is None  # left for a member to take
+    # A rerun (the same lease token) refused after its first run took the round: the lease goes back.
+    redis_client.set(f"cw:{{{ROOM}}}:flusher", "token", px=60_000)
+    store._lease = lambda: ("token", 10_000, 200, 4 * FRAME_LIMIT_BYTES)  # type: ignore[method-assign]
+    assert store.publish(stranger, "x", "chat", "1", True).status == "not_member"
+    assert redis_client.get(f"cw:{{{ROOM}}}:flusher") is None
+    core.handle(member(1), json.dumps({"action": "ping"}))
+    assert "waiting" in [e["id"] for e in connections.events_to("conn-1")]
+
+
+def test_a_resend_whose_own_round_carries_it_posts_it_once(redis_client):
+    connections, core, _ = room_of(redis_client, [member(0), member(1)])
+    redis_client.set(f"cw:{{{ROOM}}}:flusher", "dead", px=60_000)
+    core.handle(member(0), send("chat", "m"))  # appended; its round is a dead flusher's
+    redis_client.delete(f"cw:{{{ROOM}}}:flusher")
+    core.handle(member(0), send("chat", "m"))  # the resend takes the round, which carries it
+    assert [e["id"] for e in connections.events_to("conn-1")] == ["m"]

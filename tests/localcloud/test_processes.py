@@ -34,6 +34,16 @@ def wait_gone(pid: int, timeout: float = processes.GRACE_SECONDS + 5) -> bool:
     return False
 
 
+def redis_child(tmp_path, prelude: str = "") -> Path:
+    """A child script that runs `prelude`, starts a redis-server, prints its pid and waits."""
+    script = tmp_path / "child.py"
+    script.write_text(
+        f"import time\n{prelude}from localcloud.cache import RedisServer\n"
+        "print(RedisServer().start().process.pid, flush=True)\ntime.sleep(120)\n"
+    )
+    return script
+
+
 def start_holder(script: str) -> tuple[subprocess.Popen, list[int]]:
     """A Python process running `script`, which prints the pids it started, one per line, then `ready`."""
     holder = subprocess.Popen(
@@ -67,13 +77,7 @@ def test_a_redis_server_ends_with_its_sigkilled_parent():
 
 def test_a_sigkill_ends_the_whole_chain_below(tmp_path):
     # parent -> child python (its own session) -> redis-server: each level has its own reaper.
-    child_script = tmp_path / "child.py"
-    child_script.write_text(
-        "import time\n"
-        "from localcloud.cache import RedisServer\n"
-        "print(RedisServer().start().process.pid, flush=True)\n"
-        "time.sleep(120)\n"
-    )
+    child_script = redis_child(tmp_path)
     holder, [child_pid, redis_pid] = start_holder(
         f"""
         import subprocess, sys, time
@@ -174,15 +178,7 @@ def test_a_foreground_step_stays_in_the_terminals_process_group():
 
 def test_a_process_that_ends_with_its_parent_takes_its_children_along(tmp_path):
     # The holder plays `make`: the deploy-like child asked to end with it, and started a redis-server.
-    child_script = tmp_path / "deploy_like.py"
-    child_script.write_text(
-        "import time\n"
-        "from localcloud import processes\n"
-        "from localcloud.cache import RedisServer\n"
-        "processes.end_with_parent()\n"
-        "print(RedisServer().start().process.pid, flush=True)\n"
-        "time.sleep(120)\n"
-    )
+    child_script = redis_child(tmp_path, "from localcloud import processes\nprocesses.end_with_parent()\n")
     holder, [child_pid, redis_pid] = start_holder(
         f"""
         import subprocess, sys, time
