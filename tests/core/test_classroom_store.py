@@ -41,6 +41,8 @@ UNLIMITED = {
     "read_rate_burst": 10_000,
     # Leaves at once: these tests are of the log and the registry; the grace has tests of its own.
     "presence_grace_seconds": 0,
+    # Never crowded: these tests read every join from the log; crowding has tests of its own.
+    "presence_live_max_users": 1_000_000,
 }
 
 
@@ -64,7 +66,7 @@ def sync(
 
 
 def roster_of(store: ClassroomStore, room: str) -> list[dict]:
-    return store.roster(reader(room))
+    return store.roster(reader(room)).connections
 
 
 def log_epoch(store: ClassroomStore, room: str) -> str:
@@ -247,8 +249,12 @@ def test_connections_per_user_are_counted(store):
     store.join(a1, 0)
     store.join(a2, 0)  # announces nothing: alice is here already
     assert [e["userId"] for e in roster_of(store, "room-1")] == ["alice", "alice"]
-    store.leave("room-1", ["c1"])
-    assert json.loads(store.leave("room-1", ["c2"]).frames[0])["data"] == {"connections": 0}
+    assert store.leave("room-1", ["c1"]).frames == []  # nor this: alice is still here
+    assert json.loads(store.leave("room-1", ["c2"]).frames[0])["data"] == {
+        "connections": 0,
+        "users": 0,
+        "crowded": False,
+    }
 
 
 def test_classrooms_are_isolated(store):
@@ -293,8 +299,8 @@ def test_a_report_records_how_far_behind_a_member_is_and_the_roster_shows_it(sto
         store.publish(teacher, f"m{n}", "chat", "1", True)
     last = 6  # three joins, three chats
     epoch = log_epoch(store, "room-1")
-    assert store.report(behind, last - 2, 340) == Report(last, 2, epoch)
-    assert store.report(teacher, last, None) == Report(last, 0, epoch)
+    assert store.report(behind, last - 2, 340) == Report(last, 2, epoch, users=3)
+    assert store.report(teacher, last, None) == Report(last, 0, epoch, users=3)
     roster = {m["userId"]: (m["lagMs"], m["behind"]) for m in roster_of(store, "room-1")}
     assert roster == {"user-0": (None, 0), "user-1": (340, 2), "user-2": (None, None)}
     # The telemetry hash lives as long as the connections it describes.
@@ -306,7 +312,7 @@ def test_a_client_ahead_of_the_log_is_not_behind(store):
     store.join(alice, 0)
     # It holds events a failover lost; its next sync resets it.
     epoch = log_epoch(store, "room-1")
-    assert store.report(alice, 99, 10) == Report(1, 0, epoch)
+    assert store.report(alice, 99, 10) == Report(1, 0, epoch, users=1)
 
 
 def test_stale_telemetry_is_ignored(store, redis_client):
@@ -350,7 +356,7 @@ def test_a_report_and_a_roster_are_one_round_trip_whatever_the_room_size(store, 
     roster_of(store, "room-1")
     epoch = log_epoch(store, "room-1")
     before = _calls(redis_client)
-    assert store.report(members[7], 995, 30) == Report(1000, 5, epoch)
+    assert store.report(members[7], 995, 30) == Report(1000, 5, epoch, users=1000)
     assert _calls(redis_client) - before == 1
     before = _calls(redis_client)
     roster = roster_of(store, "room-1")
@@ -513,7 +519,7 @@ def test_after_end_students_are_refused_until_a_teacher_reopens_the_class(store,
         store.join(late, 0)
     # A teacher reopening it does, and says so in the join.
     reopened = json.loads(store.join(member(9, role="teacher"), 0, reopen=True).frames[-1])
-    assert reopened["data"] == {"connections": 1, "reopened": True}
+    assert reopened["data"] == {"connections": 1, "reopened": True, "users": 3, "crowded": False}
     store.join(late, 0)
     assert store.publish(late, "m2", "chat", "1", True).status == "ok"
 
@@ -530,7 +536,7 @@ def test_an_ended_class_outlives_its_log(redis_client):
     # The `end` is in no log a client can read any more: a teacher starting the class again reopens it, and
     # says so, so that server and clients agree.
     join = json.loads(store.join(member(5, role="teacher"), 0).frames[-1])
-    assert join["data"] == {"connections": 1, "reopened": True}
+    assert join["data"] == {"connections": 1, "reopened": True, "users": 2, "crowded": False}
     store.join(member(1), 0)
 
 
@@ -584,7 +590,7 @@ def test_every_action_is_rate_limited_and_a_flood_is_told_to_go(redis_client):
     store.join(alice, 0)
     calls = [
         lambda: store.sync(alice, 0, "", "", 10, 10**9),
-        lambda: store.roster(alice),
+        lambda: store.roster(alice).connections,
         lambda: store.report(alice, 1, None),
         lambda: store.admit(alice),
     ]
