@@ -257,14 +257,19 @@ local function remove_member(c, conn, nonce, ts, clock, retention)
   return frame
 end
 
+-- A leave overdue by more than this was due while nobody was connected (every member pings every 30 s, and
+-- each ping sweeps): nobody is left to tell, and the next class should not hear of it.
+local STALE_LEAVE_MS = 5 * 60 * 1000
+
 -- Announces the leaves whose grace has passed (users who did not come back).
 local function sweep_away(c, frames, nonce, ts, clock, retention)
-  local due = redis.call('ZRANGEBYSCORE', key(c, 'away'), '-inf', ts, 'LIMIT', 0, 32)
-  for _, user in ipairs(due) do
+  local due = redis.call('ZRANGEBYSCORE', key(c, 'away'), '-inf', ts, 'WITHSCORES', 'LIMIT', 0, 32)
+  for i = 1, #due, 2 do
+    local user, at = due[i], tonumber(due[i + 1])
     local info_json = redis.call('HGET', key(c, 'away_info'), user)
     redis.call('ZREM', key(c, 'away'), user)
     redis.call('HDEL', key(c, 'away_info'), user)
-    if info_json and not redis.call('HGET', key(c, 'users'), user) then
+    if info_json and at > ts - STALE_LEAVE_MS and not redis.call('HGET', key(c, 'users'), user) then
       local frame = announce(c, info_json, 'leave', '{"connections":0', nonce .. 'away' .. user, ts, clock,
         retention)
       if frame then table.insert(frames, frame) end

@@ -128,3 +128,19 @@ def test_a_student_cannot_send_presence(redis_client):
         reply = json.loads(core.handle(student, send(event, f"x-{event}")) or "{}")
         assert reply["type"] == "error" and reply["code"] == "bad_request"
     assert connections.posts == []
+
+
+def test_a_leave_that_fell_due_with_nobody_there_is_dropped_not_announced_to_the_next_class(redis_client):
+    core = service(redis_client, Connections(), presence_grace_seconds=30)
+    alice, bob = member(1), member(2)
+    seated(core, [alice])
+    core.disconnect(alice)  # the last one out: her leave waits for the grace, and nobody is left to sweep it
+    away = f"cw:{{{ROOM}}}:away"
+    assert redis_client.zrange(away, 0, -1) == [b"user-1"]
+    seconds, _ = redis_client.time()
+    redis_client.zadd(away, {"user-1": seconds * 1000 - 6 * 60 * 1000})  # due six minutes ago
+    seated(core, [bob])  # the next class
+    assert redis_client.zcard(away) == 0
+    assert [e["event"] for e in logged(core, bob)].count("leave") == 0
+    pong = json.loads(core.handle(bob, json.dumps({"action": "ping", "seq": 0})) or "{}")
+    assert pong["users"] == 1
