@@ -41,7 +41,11 @@ class Counted:
             self.messages += 1
             kind = frame["type"]
             self.deliveries += (
-                len(frame["events"]) if kind == "events" else len(frame["changes"]) if kind == "presence" else 1
+                len(frame["events"])
+                if kind == "events"
+                else len(frame["changes"])
+                if kind == "presence"
+                else 1
             )
         return FanoutReport(tuple(c for c, _ in posts), (), ())
 

@@ -1,6 +1,6 @@
 """Levers: the whole estimate recomputed with one thing changed (cursors in the log, stroke coalescing, NAT
-gateways per AZ, the cache node size, the flusher's linger, a small deployment's shape), and which
-components that changes."""
+gateways per AZ, the cache node size, the flusher's linger, a small deployment's shape, presence as before),
+and which components that changes."""
 
 from __future__ import annotations
 
@@ -96,6 +96,18 @@ def levers(stack: StackFacts, profile: UsageProfile, prices: PriceBook) -> list[
                 "every 5 minutes, or off: bare keep-alives)",
                 base,
                 estimate(stack, replace(profile, ping_interval_seconds=IDLE_PING_SECONDS), prices),
+            )
+        )
+    if stack.presence_grace_seconds or stack.presence_live_max_users < 10**9:
+        results.append(
+            LeverResult(
+                "(h) presence as before",
+                f"no grace (was {stack.presence_grace_seconds} s) and never crowded (was above "
+                f"{stack.presence_live_max_users} users): every reconnect's leave and join to everyone",
+                base,
+                estimate(
+                    replace(stack, presence_grace_seconds=0, presence_live_max_users=10**9), profile, prices
+                ),
             )
         )
     if (stack.availability_zones, stack.nat_gateways, stack.cache_node_type) != SMALL_SHAPE:

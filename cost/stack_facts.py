@@ -19,6 +19,8 @@ _VARIABLE_OF = {path: name for name, path in _VARIABLES.items()}
 LOG_MAX_EVENTS_VARIABLE = _VARIABLE_OF["limits.log_max_events"]
 LOG_MAX_AGE_SECONDS_VARIABLE = _VARIABLE_OF["limits.log_max_age_seconds"]
 FANOUT_LINGER_MS_VARIABLE = _VARIABLE_OF["fanout.linger_ms"]
+PRESENCE_GRACE_VARIABLE = _VARIABLE_OF["limits.presence_grace_seconds"]
+PRESENCE_LIVE_MAX_VARIABLE = _VARIABLE_OF["limits.presence_live_max_users"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,10 @@ class StackFacts:
     log_max_age_seconds: int
     # How long a flusher waits for more events before its first round (README, "Batching").
     fanout_linger_ms: int = 0
+    # README, "Presence": a reconnect within the grace announces nothing; above live_max users a classroom is
+    # crowded, and students' joins and leaves go to the teachers only.
+    presence_grace_seconds: int = Limits().presence_grace_seconds
+    presence_live_max_users: int = Limits().presence_live_max_users
     # The stage's default route throttle (requests per second, burst).
     stage_rate_limit: float = 0.0
     stage_burst_limit: int = 0
@@ -129,6 +135,12 @@ class StackFacts:
                 environment.get(LOG_MAX_AGE_SECONDS_VARIABLE, limits.log_max_age_seconds)
             ),
             fanout_linger_ms=int(environment.get(FANOUT_LINGER_MS_VARIABLE, 0)),
+            presence_grace_seconds=int(
+                environment.get(PRESENCE_GRACE_VARIABLE, limits.presence_grace_seconds)
+            ),
+            presence_live_max_users=int(
+                environment.get(PRESENCE_LIVE_MAX_VARIABLE, limits.presence_live_max_users)
+            ),
             stage_rate_limit=float(route_settings.get("throttling_rate_limit", 0.0)),
             stage_burst_limit=int(route_settings.get("throttling_burst_limit", 0)),
         )

@@ -43,6 +43,9 @@ def test_quick_bench_measures_redis_round_trips_and_handler_cpu(tmp_path):
     presence = results["presence"]
     assert presence["ratios"]["class start"] < 0.2 and presence["ratios"]["class end"] < 0.2
     assert presence["after"]["2-hour reconnect wave"]["messages"] == 0
-    assert presence["before"]["2-hour reconnect wave"]["messages"] > presence["before"]["class start"]["messages"]
+    assert (
+        presence["before"]["2-hour reconnect wave"]["messages"]
+        > presence["before"]["class start"]["messages"]
+    )
     assert set(results["targets"]) == {"redis_calls_per_send", "handler_cpu_us_per_delivery"}
     assert "## Targets" in run.stdout

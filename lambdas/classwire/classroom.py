@@ -395,7 +395,9 @@ class ClassroomService:
             again = self.store.settle(classroom_id, replace(taken, upto=0))
             # The first take's volatile events left the queue with it: they go in this round whatever else.
             round_ = (
-                replace(again, relayed=taken.relayed + again.relayed, presence=taken.presence + again.presence)
+                replace(
+                    again, relayed=taken.relayed + again.relayed, presence=taken.presence + again.presence
+                )
                 if again is not None
                 else replace(taken, upto=0, frames=[], closes=False)
             )

@@ -30,7 +30,9 @@ def presence_to(connections: Connections, connection_id: str) -> list[dict]:
 
 
 def changes_to(connections: Connections, connection_id: str) -> list[tuple[str, bool]]:
-    return [(c["userId"], c["present"]) for m in presence_to(connections, connection_id) for c in m["changes"]]
+    return [
+        (c["userId"], c["present"]) for m in presence_to(connections, connection_id) for c in m["changes"]
+    ]
 
 
 def announced(events: Sequence[dict]) -> list[tuple[str, str, bool]]:
@@ -51,7 +53,11 @@ def test_a_crowded_classroom_tells_only_its_teachers_of_students_coming_and_goin
         ("join", "user-3", False),
         ("join", "user-4", True),
     ]
-    assert changes_to(connections, teacher.connection_id) == [("user-5", True), ("user-6", True), ("user-7", True)]
+    assert changes_to(connections, teacher.connection_id) == [
+        ("user-5", True),
+        ("user-6", True),
+        ("user-7", True),
+    ]
     for student in students:
         assert presence_to(connections, student.connection_id) == []
     connections.posts.clear()

@@ -121,7 +121,10 @@ def test_connections_that_vanish_without_disconnect_are_pruned(system, figures):
         by_kind = {(e["event"], e["from"]): e for e in fay.client.events}
         assert by_kind[("leave", "eve")]["seq"] + 1 == said["seq"]
         figures.record(
-            "stale", "TTL prune: expired record removed by the next write", 1, note="leave seq = next write - 1"
+            "stale",
+            "TTL prune: expired record removed by the next write",
+            1,
+            note="leave seq = next write - 1",
         )
         for held in (amy, ben, fay):
             await held.client.close()
