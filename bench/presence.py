@@ -17,10 +17,9 @@ import argparse
 import json
 from dataclasses import dataclass, replace
 
-from bench.batching import LIMITS
+from bench.batching import LIMITS, Delivered
 from classwire.classroom import ClassroomService
 from classwire.classroom_store import ClassroomStore, Member
-from classwire.management_api import FanoutReport
 from classwire.settings import Limits
 from localcloud.cache import RedisServer
 
@@ -29,7 +28,7 @@ AFTER = replace(LIMITS, presence_grace_seconds=Limits().presence_grace_seconds)
 
 
 @dataclass
-class Counted:
+class Counted(Delivered):
     """@connections that delivers every post and counts messages and deliveries."""
 
     messages: int = 0
@@ -47,16 +46,7 @@ class Counted:
                 if kind == "presence"
                 else 1
             )
-        return FanoutReport(tuple(c for c, _ in posts), (), ())
-
-    def post_many(self, connection_ids, data):
-        return self.post_each([(c, data) for c in connection_ids])
-
-    def delete(self, connection_id):
-        return None
-
-    def delete_many(self, connection_ids):
-        return None
+        return super().post_each(posts)
 
     def taken(self) -> dict:
         counted = {"messages": self.messages, "deliveries": self.deliveries}

@@ -510,13 +510,16 @@ def nat_gateway_lines(stack: StackFacts, prices: PriceBook) -> list[Line]:
 
 
 def elasticache_node_lines(stack: StackFacts, prices: PriceBook) -> list[Line]:
+    # Valkey nodes cost less than Redis OSS ones (prices.toml, [elasticache_discounts]).
+    valkey = stack.cache_engine == "valkey"
+    price = prices[f"elasticache_node_hour:{stack.cache_node_type}"]
     return [
         _line(
             "ElastiCache nodes",
             FIXED,
             stack.cache_nodes * prices.hours_per_month,
-            f"node-hours ({stack.cache_nodes} x {stack.cache_node_type})",
-            prices[f"elasticache_node_hour:{stack.cache_node_type}"],
+            f"node-hours ({stack.cache_nodes} x {stack.cache_node_type}{', Valkey' if valkey else ''})",
+            price.discounted(prices.elasticache_discounts["valkey_per_node"]) if valkey else price,
         )
     ]
 

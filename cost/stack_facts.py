@@ -43,6 +43,7 @@ class StackFacts:
     public_ipv4: int
     cache_node_type: str
     cache_nodes: int
+    cache_engine: str
     functions: dict[str, FunctionFacts]
     access_log_retention_days: int | None
     access_log_format: dict[str, str]
@@ -119,6 +120,7 @@ class StackFacts:
             public_ipv4=len(block("aws_eip")),
             cache_node_type=groups[0]["node_type"],
             cache_nodes=int(groups[0].get("num_cache_clusters", 1)),
+            cache_engine=groups[0].get("engine", "redis"),
             functions=functions,
             access_log_retention_days=retention(access.get("destination_arn")),
             access_log_format=_json_or_empty(access.get("format")),
