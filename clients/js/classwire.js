@@ -45,6 +45,7 @@ const DEFAULTS = {
   volatileEvents: ["cursor"],
 };
 const RECENT_EIDS = 4096; // eids kept per seq to spot a same-seq, different-event divergence
+const MAX_USERS = 1_000_000; // an occupancy above this is not believed
 const WHO_RETRIES = 3; // a roster page lost or failed this many more times rejects who()
 const RETRYABLE = new Set(["rate_limited", "internal"]); // error codes that mean "ask again later"
 const MAX_LAG_MS = 24 * 3600 * 1000; // the server refuses a larger lagMs (a broken clock, not a lag)
@@ -456,12 +457,12 @@ export class ClasswireClient {
 
   /** Occupancy and crowding from a pong, roster page, presence frame or a join or leave's data. */
   _heardPresence(frame) {
-    if (Number.isInteger(frame.users)) this.users = frame.users;
+    if (Number.isInteger(frame.users) && frame.users >= 0 && frame.users <= MAX_USERS) this.users = frame.users;
     if (typeof frame.crowded === "boolean") this.crowded = frame.crowded;
   }
 
   _onPong(pong) {
-    this._heardPresence({ users: pong.users });
+    this._heardPresence({ users: pong.users, crowded: pong.crowded });
     if (Number.isInteger(pong.behind)) this.behind = pong.behind;
     if (!this._sameEpoch(pong)) {
       this._diverged(); // the log restarted: the resync names our epoch and gets `reset`

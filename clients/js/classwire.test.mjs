@@ -932,8 +932,11 @@ describe("presence", () => {
     assert.deepEqual(presence.map((p) => p.changes), [changes]);
     assert.equal(h.client.users, 6);
     ws.deliver({ type: "presence", classroom: "c1", users: "junk", changes: "not a list" }); // ignored
-    ws.deliver({ type: "pong", ts: 1, behind: 0, last: 2, users: 7 });
+    ws.deliver({ type: "pong", ts: 1, behind: 0, last: 2, users: -2 }); // not a count: kept
+    assert.equal(h.client.users, 6);
+    ws.deliver({ type: "pong", ts: 1, behind: 0, last: 2, users: 7, crowded: false });
     assert.equal(h.client.users, 7);
+    assert.equal(h.client.crowded, false);
     ws.deliver({ type: "pong", ts: 2, behind: 0, last: 2, users: "many" }); // not a count: kept
     assert.equal(h.client.users, 7);
     assert.equal(presence.length, 1);

@@ -376,6 +376,7 @@ class ClassroomService:
                 "last": report.last,
                 "epoch": report.epoch,
                 "users": report.users,
+                "crowded": report.crowded,
             }
         )
 
@@ -396,7 +397,10 @@ class ClassroomService:
             # The first take's volatile events left the queue with it: they go in this round whatever else.
             round_ = (
                 replace(
-                    again, relayed=taken.relayed + again.relayed, presence=taken.presence + again.presence
+                    again,
+                    relayed=taken.relayed + again.relayed,
+                    presence=taken.presence + again.presence,
+                    teachers=taken.teachers | again.teachers,
                 )
                 if again is not None
                 else replace(taken, upto=0, frames=[], closes=False)

@@ -257,19 +257,23 @@ local function remove_member(c, conn, nonce, ts, clock, retention)
   return frame
 end
 
--- A leave overdue by more than this was due while nobody was connected (every member pings every 30 s, and
--- each ping sweeps): nobody is left to tell, and the next class should not hear of it.
-local STALE_LEAVE_MS = 5 * 60 * 1000
+-- Leaves announced per script at most (a class end's catch up over the next scripts: every ping sweeps).
+local SWEEP_MAX = 64
 
--- Announces the leaves whose grace has passed (users who did not come back).
+-- Announces the leaves whose grace has passed (users who did not come back). With nobody connected there is
+-- nobody to tell: every waiting leave is dropped, and the classroom is no longer crowded, so the next class
+-- neither hears of the last one's leaves nor counts them.
 local function sweep_away(c, frames, nonce, ts, clock, retention)
-  local due = redis.call('ZRANGEBYSCORE', key(c, 'away'), '-inf', ts, 'WITHSCORES', 'LIMIT', 0, 32)
-  for i = 1, #due, 2 do
-    local user, at = due[i], tonumber(due[i + 1])
+  if redis.call('HLEN', key(c, 'users')) == 0 then
+    redis.call('DEL', key(c, 'away'), key(c, 'away_info'), key(c, 'crowd'))
+    return
+  end
+  local due = redis.call('ZRANGEBYSCORE', key(c, 'away'), '-inf', ts, 'LIMIT', 0, SWEEP_MAX)
+  for _, user in ipairs(due) do
     local info_json = redis.call('HGET', key(c, 'away_info'), user)
     redis.call('ZREM', key(c, 'away'), user)
     redis.call('HDEL', key(c, 'away_info'), user)
-    if info_json and at > ts - STALE_LEAVE_MS and not redis.call('HGET', key(c, 'users'), user) then
+    if info_json and not redis.call('HGET', key(c, 'users'), user) then
       local frame = announce(c, info_json, 'leave', '{"connections":0', nonce .. 'away' .. user, ts, clock,
         retention)
       if frame then table.insert(frames, frame) end
@@ -578,7 +582,7 @@ return {'ok', seq, frames, conns, ts, next_round(c, fanout, conns)}
 
 --@script settle
 -- ARGV: classroom, epoch, upto, stop (1: hand the lease back, the rest is left to the next script that
---       finds it free), lease, lease ms, round max events, round max bytes
+--       finds it free), the fan-out arguments (fanout_at)
 -- A flusher's round is posted (up to seq `upto` of `epoch`): records it, then returns {members, round} with
 -- the next round (events appended meanwhile), or {{}, {''}} when the lease is handed back or was lost.
 local c, epoch, upto, stop = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
@@ -672,8 +676,8 @@ return {ts, hmget_all(key(c, 'info'), live), hmget_all(key(c, 'lag'), live), red
 -- ARGV: classroom, connectionId, userId, seq, lagMs ('' when unknown), ttl ms, rate per second, burst,
 --       the fan-out arguments (fanout_at), nonce, max_events, max_age_ms, max_bytes, idempotency window ms.
 -- Records a member's telemetry (piggybacked on its ping); returns {last seq, epoch, members, round, users
--- (the occupancy)},
--- {'rate_limited', ms or -1}, or {'not_member'} (nothing recorded, so a pruned connection leaves no trace).
+-- (the occupancy), crowded (1/0)}, {'rate_limited', ms or -1}, or {'not_member'} (nothing recorded, so a
+-- pruned connection leaves no trace).
 -- The round is {''} unless events wait with nobody posting them (a flusher died, or handed back with some
 -- left): then this call takes the lease and posts them, so every member's ping bounds how long that lasts.
 local c, conn, user, seq, lag, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
@@ -682,31 +686,35 @@ local fanout = fanout_at(9)
 local wait = admit(c, user, 'read', tonumber(ARGV[7]), tonumber(ARGV[8]), ts)
 if wait ~= 0 then return refuse(c, fanout, {'rate_limited', wait}) end
 if not is_member(c, conn, user, ts) then return refuse(c, fanout, {'not_member'}) end
--- Leaves whose grace has passed are announced by the members' pings too (a quiet classroom has no other).
-sweep_away(c, {}, ARGV[15], ts, clock, retention_at(16))
 local last, epoch = last_seq_and_epoch(c)
 -- A client ahead of the log (it holds events a failover lost) is not behind; its pong's `last` tells it.
 local behind = math.max(0, last - seq)
 redis.call('HSET', key(c, 'lag'), conn, ARGV[4] .. ':' .. lag .. ':' .. string.format('%d:%d', ts, behind))
 redis.call('PEXPIRE', key(c, 'lag'), ttl)
-local users = occupancy(c)
+-- Leaves whose grace has passed are announced by the members' pings too (a quiet classroom has no other);
+-- after `behind`, so the pinger is not told it is behind a leave its round has yet to post.
+sweep_away(c, {}, ARGV[15], ts, clock, retention_at(16))
+local users, crowded = occupancy(c), redis.call('EXISTS', key(c, 'crowd'))
 local round = take_round(c, fanout.lease, fanout.lease_ms, fanout.events, fanout.bytes)
-if round[1] == '' then return {last, epoch, {}, {''}, users} end
+if round[1] == '' then return {last, epoch, {}, {''}, users, crowded} end
 local conns = members(c)
-return {last, epoch, conns, round_reply(c, round, conns), users}
+return {last, epoch, conns, round_reply(c, round, conns), users, crowded}
 
 --@script admit
--- ARGV: classroom, connectionId, userId, rate per second, burst, lease, lease ms, round max events, round max
--- bytes. The rate check of a frame that needs nothing else (a bare ping, a refused frame): {1 member / 0 not a
--- member, members, round} or {'rate_limited', ms or -1}. Like a report, it posts events nobody is posting.
+-- ARGV: classroom, connectionId, userId, rate per second, burst, the fan-out arguments (fanout_at), nonce,
+-- max_events, max_age_ms, max_bytes, idempotency window ms.
+-- The rate check of a frame that needs nothing else (a bare ping, a refused frame): {1 member / 0 not a
+-- member, members, round} or {'rate_limited', ms or -1}. Like a report, it announces leaves whose grace has
+-- passed and posts events nobody is posting.
 local c, conn, user = ARGV[1], ARGV[2], ARGV[3]
-local ts = now_ms()
+local ts, clock = now_ms()
 local fanout = fanout_at(6)
 local wait = admit(c, user, 'read', tonumber(ARGV[4]), tonumber(ARGV[5]), ts)
 if wait ~= 0 then return refuse(c, fanout, {'rate_limited', wait}) end
 -- A stranger takes no round: its frame is refused, and nobody would post it.
 if not is_member(c, conn, user, ts) then return refuse(c, fanout, {0, {}, {''}}) end
 local member = 1
+sweep_away(c, {}, ARGV[12], ts, clock, retention_at(13))
 local round = take_round(c, fanout.lease, fanout.lease_ms, fanout.events, fanout.bytes)
 if round[1] == '' then return {member, {}, {''}} end
 local conns = members(c)

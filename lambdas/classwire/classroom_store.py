@@ -144,6 +144,7 @@ class Report:
     epoch: str
     round: Round | None = None
     users: int = 0  # the classroom's occupancy
+    crowded: bool = False
 
 
 class ClassroomStore:
@@ -311,8 +312,10 @@ class ClassroomStore:
             *self._retention(),
         )
         _raise_if_refused(reply)
-        last, epoch, conns, round_, users = reply
-        return Report(int(last), max(0, int(last) - seq), _text(epoch), _round(round_, conns), int(users))
+        last, epoch, conns, round_, users, crowded = reply
+        return Report(
+            int(last), max(0, int(last) - seq), _text(epoch), _round(round_, conns), int(users), bool(crowded)
+        )
 
     def admit(self, member: Member) -> tuple[bool, Round | None]:
         """The rate check of a frame that needs nothing else from Redis (a bare ping, a refused frame);
@@ -325,6 +328,8 @@ class ClassroomStore:
             member.user_id,
             *self._read_rate(),
             *self._lease(),
+            _nonce(),
+            *self._retention(),
         )
         _raise_if_refused(reply)
         is_member, conns, round_ = reply

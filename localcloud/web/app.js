@@ -340,9 +340,11 @@ let crowdedRoster = false;
 function onPresence(frame) {
   for (const change of frame.changes) {
     if (!change || typeof change.userId !== "string") continue;
-    if (change.present) {
+    if (change.present === true) {
       const known = roster.get(change.userId) ?? { lagMs: null, behind: null, connections: 1 };
-      roster.set(change.userId, { ...known, userId: change.userId, name: change.name || change.userId, role: change.role });
+      const name = typeof change.name === "string" && change.name ? change.name : change.userId;
+      const role = change.role === "teacher" ? "teacher" : "student"; // only students' changes come this way
+      roster.set(change.userId, { ...known, userId: change.userId, name, role });
     } else {
       roster.delete(change.userId);
     }

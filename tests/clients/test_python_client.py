@@ -580,9 +580,12 @@ def test_occupancy_and_crowding_come_from_joins_pongs_rosters_and_presence_frame
         ws.deliver({"type": "pong", "ts": 0, "behind": 0, "last": 2, "epoch": E1, "users": True})  # no count
         await settle()
         assert [p["changes"] for p in heard] == [changes] and client.users == 6
-        ws.deliver({"type": "pong", "ts": 0, "behind": 0, "last": 2, "epoch": E1, "users": 7})
+        ws.deliver({"type": "pong", "ts": 0, "behind": 0, "last": 2, "epoch": E1, "users": -3})  # no count
+        ws.deliver(
+            {"type": "pong", "ts": 0, "behind": 0, "last": 2, "epoch": E1, "users": 7, "crowded": False}
+        )
         await settle()
-        assert client.users == 7
+        assert (client.users, client.crowded) == (7, False)
         asking = asyncio.ensure_future(client.who())
         await settle()
         ws.deliver({"type": "roster", "members": [], "more": False, "users": 4, "crowded": False})

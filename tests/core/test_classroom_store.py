@@ -299,8 +299,8 @@ def test_a_report_records_how_far_behind_a_member_is_and_the_roster_shows_it(sto
         store.publish(teacher, f"m{n}", "chat", "1", True)
     last = 6  # three joins, three chats
     epoch = log_epoch(store, "room-1")
-    assert store.report(behind, last - 2, 340) == Report(last, 2, epoch, users=3)
-    assert store.report(teacher, last, None) == Report(last, 0, epoch, users=3)
+    assert store.report(behind, last - 2, 340) == Report(last, 2, epoch, users=3, crowded=False)
+    assert store.report(teacher, last, None) == Report(last, 0, epoch, users=3, crowded=False)
     roster = {m["userId"]: (m["lagMs"], m["behind"]) for m in roster_of(store, "room-1")}
     assert roster == {"user-0": (None, 0), "user-1": (340, 2), "user-2": (None, None)}
     # The telemetry hash lives as long as the connections it describes.
@@ -312,7 +312,7 @@ def test_a_client_ahead_of_the_log_is_not_behind(store):
     store.join(alice, 0)
     # It holds events a failover lost; its next sync resets it.
     epoch = log_epoch(store, "room-1")
-    assert store.report(alice, 99, 10) == Report(1, 0, epoch, users=1)
+    assert store.report(alice, 99, 10) == Report(1, 0, epoch, users=1, crowded=False)
 
 
 def test_stale_telemetry_is_ignored(store, redis_client):
@@ -356,7 +356,7 @@ def test_a_report_and_a_roster_are_one_round_trip_whatever_the_room_size(store, 
     roster_of(store, "room-1")
     epoch = log_epoch(store, "room-1")
     before = _calls(redis_client)
-    assert store.report(members[7], 995, 30) == Report(1000, 5, epoch, users=1000)
+    assert store.report(members[7], 995, 30) == Report(1000, 5, epoch, users=1000, crowded=False)
     assert _calls(redis_client) - before == 1
     before = _calls(redis_client)
     roster = roster_of(store, "room-1")

@@ -136,17 +136,64 @@ def test_a_student_cannot_send_presence(redis_client):
     assert connections.posts == []
 
 
-def test_a_leave_that_fell_due_with_nobody_there_is_dropped_not_announced_to_the_next_class(redis_client):
+def test_the_last_classs_waiting_leaves_are_dropped_once_nobody_is_there(redis_client):
+    connections = Connections()
+    core = service(redis_client, connections, presence_grace_seconds=30)
+    teacher, students = member(0, role="teacher"), [member(n) for n in range(1, 8)]
+    seated(core, [teacher, *students])
+    for m in [*students, teacher]:
+        core.disconnect(m)  # each leave waits for the grace; the last one out leaves nobody to tell
+    assert redis_client.exists(f"cw:{{{ROOM}}}:away", f"cw:{{{ROOM}}}:crowd") == 0
+    newcomer = member(9)
+    seated(core, [newcomer])  # the next class: not crowded, and its first join is logged
+    assert announced(logged(core, newcomer))[-1] == ("join", "user-9", False)
+    pong = json.loads(core.handle(newcomer, json.dumps({"action": "ping", "seq": 0})) or "{}")
+    assert (pong["users"], pong["crowded"]) == (1, False)
+
+
+def test_a_leave_however_late_is_announced_while_anyone_is_there_even_by_a_bare_ping(redis_client):
     core = service(redis_client, Connections(), presence_grace_seconds=30)
-    alice, bob = member(1), member(2)
-    seated(core, [alice])
-    core.disconnect(alice)  # the last one out: her leave waits for the grace, and nobody is left to sweep it
-    away = f"cw:{{{ROOM}}}:away"
-    assert redis_client.zrange(away, 0, -1) == [b"user-1"]
+    teacher, student = member(0, role="teacher"), member(1)
+    seated(core, [teacher, student])
+    core.disconnect(student)
     seconds, _ = redis_client.time()
-    redis_client.zadd(away, {"user-1": seconds * 1000 - 6 * 60 * 1000})  # due six minutes ago
-    seated(core, [bob])  # the next class
-    assert redis_client.zcard(away) == 0
-    assert [e["event"] for e in logged(core, bob)].count("leave") == 0
-    pong = json.loads(core.handle(bob, json.dumps({"action": "ping", "seq": 0})) or "{}")
-    assert pong["users"] == 1
+    redis_client.zadd(f"cw:{{{ROOM}}}:away", {"user-1": seconds * 1000 - 6 * 60 * 1000})  # due long ago
+    core.handle(teacher, json.dumps({"action": "ping"}))  # a bare keep-alive (telemetry off)
+    assert announced(logged(core, teacher))[-1] == ("leave", "user-1", False)
+
+
+def test_the_pinger_is_not_told_it_is_behind_the_leave_its_own_ping_announces(redis_client):
+    core = service(redis_client, Connections(), presence_grace_seconds=30)
+    teacher, student = member(0, role="teacher"), member(1)
+    seated(core, [teacher, student])
+    core.disconnect(student)
+    last = logged(core, teacher)[-1]["seq"]
+    redis_client.zadd(f"cw:{{{ROOM}}}:away", {"user-1": 0})
+    pong = json.loads(core.handle(teacher, json.dumps({"action": "ping", "seq": last})) or "{}")
+    assert (pong["behind"], pong["last"]) == (0, last)
+    assert logged(core, teacher)[-1]["event"] == "leave"
+
+
+def test_with_a_linger_the_teacher_still_gets_the_changes_of_the_first_take(redis_client):
+    connections = Connections()
+    limits = Limits(**{**UNLIMITED, "presence_live_max_users": LIVE_MAX})
+    fanout = FanoutSettings(linger_ms=20)
+    teacher, crowd = member(0, role="teacher"), [member(n) for n in range(1, 6)]
+    other = ClassroomService(
+        ClassroomStore(redis_client, limits, fanout), Connections(), limits, fanout=fanout
+    )
+    armed: list[str] = []
+    # During the linger of the last join's round, a stroke is appended (its round is the lingering one's).
+    core = ClassroomService(
+        ClassroomStore(redis_client, limits, fanout),
+        connections,
+        limits,
+        fanout=fanout,
+        sleep=lambda _: armed and other.handle(teacher, send("stroke", armed.pop())),
+    )
+    seated(core, [teacher, *crowd[:-1]])
+    connections.posts.clear()
+    armed.append("during")
+    assert core.connect(crowd[-1], 0, batch=True) is None
+    assert changes_to(connections, teacher.connection_id) == [("user-5", True)]
+    assert "during" in [e.get("id") for e in connections.events_to(teacher.connection_id)]

@@ -34,6 +34,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 log = logging.getLogger("classwire.client")
 MAX_LAG_MS = 24 * 3600 * 1000  # the server refuses a larger lagMs (a broken clock, not a lag)
 RECENT_EIDS = 4096  # eids kept per seq to spot a same-seq, different-event divergence
+# An occupancy outside 0..this is not believed (a broken or hostile server).
+MAX_USERS = 1_000_000
 WHO_RETRIES = 3  # a roster page with no reply (or a refused one) is asked again this many times
 RETRYABLE = ("rate_limited", "internal")
 EXPIRED = "may or may not have been appended; look for its id in the log"
@@ -559,13 +561,13 @@ class ClasswireClient:
     def _heard_presence(self, frame: dict) -> None:
         """Occupancy and crowding from a pong, roster page, presence frame or a join or leave's data."""
         users, crowded = frame.get("users"), frame.get("crowded")
-        if isinstance(users, int) and not isinstance(users, bool):
+        if isinstance(users, int) and not isinstance(users, bool) and 0 <= users <= MAX_USERS:
             self.users = users
         if isinstance(crowded, bool):
             self.crowded = crowded
 
     def _on_pong(self, pong: dict) -> None:
-        self._heard_presence({"users": pong.get("users")})
+        self._heard_presence({"users": pong.get("users"), "crowded": pong.get("crowded")})
         behind, last, epoch = pong.get("behind"), pong.get("last"), pong.get("epoch") or ""
         if isinstance(behind, int):
             self.behind = behind
