@@ -1,6 +1,6 @@
 """`make bench`: every performance figure the project promises, measured in one run on this machine.
 
-    python -m bench [--quick] [--only fanout,batching,late,redis,handler,cold,zips,synth,e2e] [--json reports/bench.json]
+    python -m bench [--quick] [--only fanout,batching,late,presence,redis,handler,cold,zips,synth,e2e] [--json reports/bench.json]
 
 Prints one table per section and writes them all to a JSON file. Each comparison (lean client against
 boto3, fan-out against its floor) is measured in the same run, since this machine is shared and noisy.
@@ -25,6 +25,7 @@ from pathlib import Path
 from bench import batching as bench_batching
 from bench import fanout as bench_fanout
 from bench import late_joiner as bench_late_joiner
+from bench import presence as bench_presence
 from classwire_infra.paths import ROOT
 
 HANDLERS = ("authorizer", "connect", "disconnect", "message")
@@ -341,6 +342,8 @@ def report(results: dict) -> str:
         lines += ["", "## Batching: messages per delivered event", bench_batching.table(results["batching"])]
     if "late" in results:
         lines += ["", "## A late joiner's catch-up", bench_late_joiner.table(results["late"])]
+    if "presence" in results:
+        lines += ["", "## Presence at lecture scale", bench_presence.table(results["presence"])]
     if "redis" in results:
         lines += ["", "## Redis round trips (client calls)", f"{'members':>8} {'send':>5} {'sync page':>10}"]
         lines += [f"{size:>8} {r['send']:>5} {r['sync_page']:>10}" for size, r in results["redis"].items()]
@@ -406,7 +409,7 @@ def targets(results: dict) -> dict:
     }
 
 
-SECTIONS = ("fanout", "batching", "late", "redis", "handler", "cold", "zips", "synth", "e2e")
+SECTIONS = ("fanout", "batching", "late", "presence", "redis", "handler", "cold", "zips", "synth", "e2e")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -441,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         results["batching"] = bench_batching.run(quick=args.quick)
     if "late" in sections:
         results["late"] = bench_late_joiner.run(hours=0.5 if args.quick else 2.0)
+    if "presence" in sections:
+        results["presence"] = bench_presence.run(members=300 if args.quick else 1000)
     if "redis" in sections:
         results["redis"] = redis_round_trips()
     if "handler" in sections:

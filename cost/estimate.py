@@ -79,7 +79,7 @@ class Estimate:
 def estimate(stack: StackFacts, profile: UsageProfile, prices: PriceBook) -> Estimate:
     """The monthly bill: what the classrooms make the stack do, then each billed service's lines (in the
     report's order), the cache fit and the vendors' prices for the same traffic."""
-    t = client_traffic(profile, stack.fanout_linger_ms)
+    t = client_traffic(profile, stack.fanout_linger_ms, Presence.of(stack))
     usage = lambda_usage(stack, profile, t)
     logs = log_volume(stack, profile, t, usage)
     lines = [
@@ -108,6 +108,26 @@ def estimate(stack: StackFacts, profile: UsageProfile, prices: PriceBook) -> Est
 
 # -- what the classrooms do ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class Presence:
+    """What a reconnect and a class's joins cost in presence (README, "Presence")."""
+
+    grace_seconds: int = 0
+    live_max_users: int = 10**9
+
+    @classmethod
+    def of(cls, stack: StackFacts) -> Presence:
+        return cls(stack.presence_grace_seconds, stack.presence_live_max_users)
+
+    def announced(self, profile: UsageProfile, reconnects: float) -> float:
+        """The reconnects that announce a leave and a join."""
+        return reconnects * (1 - profile.reconnects_within_grace if self.grace_seconds > 0 else 1)
+
+    def told(self, room: float) -> float:
+        """The connections each join or leave goes to: the others, or in a crowded classroom the teacher."""
+        return 1.0 if room > self.live_max_users else max(room - 1, 0)
+
+
+@dataclass(frozen=True)
 class Traffic:
     """What the profile's members send and receive, per second of the school day (rates are averages)."""
 
@@ -118,6 +138,8 @@ class Traffic:
     deliveries: float  # event frames fanned out to members
     pings: float
     reconnects: float
+    announced: float  # reconnects announcing a leave and a join (the others came back within the grace)
+    told: float  # connections each of those goes to
     missed: float  # persistent events a reconnecting member missed
     sync_pages: int  # sync requests a reconnect takes to catch up
     inbound_units: float  # API Gateway messages (32 KB units), clients to the API
@@ -224,9 +246,12 @@ def room_batching(profile: UsageProfile, linger_ms: float) -> Batching:
     return batching(round(per_room, 6), timing.post_round_trip_ms + timing.redis_round_trip_ms, linger_ms)
 
 
-def client_traffic(profile: UsageProfile, linger_ms: float = 0.0) -> Traffic:
+def client_traffic(
+    profile: UsageProfile, linger_ms: float = 0.0, presence: Presence | None = None
+) -> Traffic:
     """The events, then the pings (each answered by a pong through the route response, not the NAT) and the
-    reconnects (a join and a leave fanned out, a sync of what was missed, a roster)."""
+    reconnects (a join and a leave fanned out unless back within the grace, a sync of what was missed, a
+    roster)."""
     p, ids, net = profile, profile.ids, profile.network
     active_seconds = p.hours_per_day * 3600 * p.days_per_month
     connections = p.peak_concurrent_users * p.average_to_peak
@@ -247,9 +272,9 @@ def client_traffic(profile: UsageProfile, linger_ms: float = 0.0) -> Traffic:
         math.ceil(missed_bytes / (FRAME_LIMIT_BYTES - REPLY_ENVELOPE_BYTES)),
     )
     sync_reply = 64 + missed_bytes / sync_pages
-    join_leave_deliveries = (
-        reconnects * 2 * max(room - 1, 0)
-    )  # the joining/leaving connection itself excluded
+    presence = presence or Presence()  # none: every reconnect announced to everyone
+    announced, told = presence.announced(p, reconnects), presence.told(room)
+    join_leave_deliveries = announced * 2 * told  # the joining/leaving connection itself excluded
     inbound_units = events.inbound_units + (
         pings * metered_units(ping_bytes())
         + reconnects * (sync_pages * metered_units(sync_request_bytes()) + metered_units(who_request_bytes()))
@@ -274,6 +299,8 @@ def client_traffic(profile: UsageProfile, linger_ms: float = 0.0) -> Traffic:
         deliveries=events.deliveries,
         pings=pings,
         reconnects=reconnects,
+        announced=announced,
+        told=told,
         missed=missed,
         sync_pages=sync_pages,
         inbound_units=inbound_units,
@@ -300,6 +327,8 @@ def vendor_traffic(profile: UsageProfile, t: Traffic) -> VendorTraffic:
         volatile_bytes=t.average_volatile_frame,
         reconnects=t.reconnects,
         missed=t.missed,
+        announced=t.announced,
+        told=t.told,
     )
 
 
@@ -481,13 +510,16 @@ def nat_gateway_lines(stack: StackFacts, prices: PriceBook) -> list[Line]:
 
 
 def elasticache_node_lines(stack: StackFacts, prices: PriceBook) -> list[Line]:
+    # Valkey nodes cost less than Redis OSS ones (prices.toml, [elasticache_discounts]).
+    valkey = stack.cache_engine == "valkey"
+    price = prices[f"elasticache_node_hour:{stack.cache_node_type}"]
     return [
         _line(
             "ElastiCache nodes",
             FIXED,
             stack.cache_nodes * prices.hours_per_month,
-            f"node-hours ({stack.cache_nodes} x {stack.cache_node_type})",
-            prices[f"elasticache_node_hour:{stack.cache_node_type}"],
+            f"node-hours ({stack.cache_nodes} x {stack.cache_node_type}{', Valkey' if valkey else ''})",
+            price.discounted(prices.elasticache_discounts["valkey_per_node"]) if valkey else price,
         )
     ]
 

@@ -1,6 +1,6 @@
 """Levers: the whole estimate recomputed with one thing changed (cursors in the log, stroke coalescing, NAT
-gateways per AZ, the cache node size, the flusher's linger, a small deployment's shape), and which
-components that changes."""
+gateways per AZ, the cache node size, the flusher's linger, a small deployment's shape, presence as before),
+and which components that changes."""
 
 from __future__ import annotations
 
@@ -98,6 +98,37 @@ def levers(stack: StackFacts, profile: UsageProfile, prices: PriceBook) -> list[
                 estimate(stack, replace(profile, ping_interval_seconds=IDLE_PING_SECONDS), prices),
             )
         )
+    if stack.presence_grace_seconds or stack.presence_live_max_users < 10**9:
+        results.append(
+            LeverResult(
+                "(h) presence as before",
+                f"no grace (was {stack.presence_grace_seconds} s) and never crowded (was above "
+                f"{stack.presence_live_max_users} users): every reconnect's leave and join to everyone",
+                base,
+                estimate(
+                    replace(stack, presence_grace_seconds=0, presence_live_max_users=10**9), profile, prices
+                ),
+            )
+        )
+    if stack.cache_engine != "valkey":
+        results.append(
+            LeverResult(
+                "(i) Valkey instead of Redis OSS",
+                f"engine {stack.cache_engine} -> valkey (up to "
+                f"{prices.elasticache_discounts['valkey_per_node']:.0%} less per node; the scripts are Redis 7.2 Lua)",
+                base,
+                estimate(replace(stack, cache_engine="valkey"), profile, prices),
+            )
+        )
+    reserved = prices.elasticache_discounts["reserved_max"]
+    results.append(
+        LeverResult(
+            "(j) reserved cache nodes",
+            f"on demand -> reserved, up to {reserved:.0%} less (3 years, all upfront)",
+            base,
+            estimate(stack, profile, reserved_prices(prices, reserved)),
+        )
+    )
     if (stack.availability_zones, stack.nat_gateways, stack.cache_node_type) != SMALL_SHAPE:
         small = small_shape(stack)
         results.append(
@@ -120,6 +151,16 @@ SMALL_SHAPE = (2, 1, "cache.t4g.medium")
 SMALL_SHAPE_TEXT = (
     f"{SMALL_SHAPE[0]} AZs, {SMALL_SHAPE[1]} NAT gateway, 2 x {SMALL_SHAPE[2]} (primary + replica)"
 )
+
+
+def reserved_prices(prices: PriceBook, discount: float) -> PriceBook:
+    """The price book with every cache node hour `discount` cheaper."""
+    nodes = {
+        key: price.discounted(discount)
+        for key, price in prices.aws.items()
+        if key.startswith("elasticache_node_hour:")
+    }
+    return replace(prices, aws={**prices.aws, **nodes})
 
 
 def small_shape(stack: StackFacts) -> StackFacts:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 DEFAULT_PRICES = Path(__file__).resolve().parent / "prices.toml"
@@ -18,6 +18,10 @@ class Price:
     source: str
     retrieved: str
     note: str = ""
+
+    def discounted(self, discount: float) -> Price:
+        """This price `discount` (a fraction) lower in every tier."""
+        return replace(self, tiers=tuple((up_to, price * (1 - discount)) for up_to, price in self.tiers))
 
     def cost(self, quantity: float) -> float:
         """Monthly cost of `quantity` units, tier by tier."""
@@ -55,6 +59,7 @@ class PriceBook:
     appsync_events: dict
     pubnub: dict
     quotas: dict
+    elasticache_discounts: dict
 
     def __getitem__(self, key: str) -> Price:
         return self.aws[key]
@@ -81,6 +86,7 @@ def load_prices(path: Path = DEFAULT_PRICES) -> PriceBook:
         raw["appsync_events"],
         raw["pubnub"],
         raw["quotas"],
+        raw["elasticache_discounts"],
     )
 
 

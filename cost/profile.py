@@ -86,6 +86,8 @@ class UsageProfile:
     ping_interval_seconds: float
     reconnects_per_connection_hour: float
     reconnect_gap_seconds: float
+    # Of the reconnects, those back within the presence grace (they announce nothing).
+    reconnects_within_grace: float
     stroke_coalescing_factor: int
     events: dict[str, EventRate]
     ids: Ids
@@ -122,6 +124,8 @@ class UsageProfile:
             problems.append("hours_per_day must be in (0, 24] and days_per_month in (0, 31]")
         if self.stroke_coalescing_factor < 1 or self.ping_interval_seconds <= 0:
             problems.append("stroke_coalescing_factor must be >= 1 and ping_interval_seconds > 0")
+        if not 0 <= self.reconnects_within_grace <= 1:
+            problems.append("reconnects_within_grace must be in [0, 1]")
         if any(e.per_member_per_second < 0 or e.data_bytes < 0 for e in self.events.values()):
             problems.append("event rates and sizes must be >= 0")
         if problems:

@@ -88,8 +88,9 @@ def render_markdown(
         "## Against the managed services (same profile, same features)",
         "",
         "Echo off (the services acknowledge a publish in their protocol), persistent events kept for a "
-        "reconnect's catch-up where the service keeps history, a leave and a join told to the room per "
-        "reconnect. What a service cannot do at any price is listed under it.",
+        "reconnect's catch-up where the service keeps history, and presence as classwire does it (a "
+        "reconnect within the grace announces nothing; the others are a leave and a join told to the room, "
+        "or to the teacher in a crowded one). What a service cannot do at any price is listed under it.",
         "",
         "| Service | What it bills here | Plan | Monthly USD | classwire / service |",
         "|---|---|---|---:|---:|",

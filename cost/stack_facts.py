@@ -19,6 +19,8 @@ _VARIABLE_OF = {path: name for name, path in _VARIABLES.items()}
 LOG_MAX_EVENTS_VARIABLE = _VARIABLE_OF["limits.log_max_events"]
 LOG_MAX_AGE_SECONDS_VARIABLE = _VARIABLE_OF["limits.log_max_age_seconds"]
 FANOUT_LINGER_MS_VARIABLE = _VARIABLE_OF["fanout.linger_ms"]
+PRESENCE_GRACE_VARIABLE = _VARIABLE_OF["limits.presence_grace_seconds"]
+PRESENCE_LIVE_MAX_VARIABLE = _VARIABLE_OF["limits.presence_live_max_users"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class StackFacts:
     public_ipv4: int
     cache_node_type: str
     cache_nodes: int
+    cache_engine: str
     functions: dict[str, FunctionFacts]
     access_log_retention_days: int | None
     access_log_format: dict[str, str]
@@ -56,6 +59,10 @@ class StackFacts:
     log_max_age_seconds: int
     # How long a flusher waits for more events before its first round (README, "Batching").
     fanout_linger_ms: int = 0
+    # README, "Presence": a reconnect within the grace announces nothing; above live_max users a classroom is
+    # crowded, and students' joins and leaves go to the teachers only.
+    presence_grace_seconds: int = Limits().presence_grace_seconds
+    presence_live_max_users: int = Limits().presence_live_max_users
     # The stage's default route throttle (requests per second, burst).
     stage_rate_limit: float = 0.0
     stage_burst_limit: int = 0
@@ -113,6 +120,7 @@ class StackFacts:
             public_ipv4=len(block("aws_eip")),
             cache_node_type=groups[0]["node_type"],
             cache_nodes=int(groups[0].get("num_cache_clusters", 1)),
+            cache_engine=groups[0].get("engine", "redis"),
             functions=functions,
             access_log_retention_days=retention(access.get("destination_arn")),
             access_log_format=_json_or_empty(access.get("format")),
@@ -129,6 +137,12 @@ class StackFacts:
                 environment.get(LOG_MAX_AGE_SECONDS_VARIABLE, limits.log_max_age_seconds)
             ),
             fanout_linger_ms=int(environment.get(FANOUT_LINGER_MS_VARIABLE, 0)),
+            presence_grace_seconds=int(
+                environment.get(PRESENCE_GRACE_VARIABLE, limits.presence_grace_seconds)
+            ),
+            presence_live_max_users=int(
+                environment.get(PRESENCE_LIVE_MAX_VARIABLE, limits.presence_live_max_users)
+            ),
             stage_rate_limit=float(route_settings.get("throttling_rate_limit", 0.0)),
             stage_burst_limit=int(route_settings.get("throttling_burst_limit", 0)),
         )

@@ -3,7 +3,9 @@
 The same features everywhere: the sender is not sent its own events (classwire acknowledges with the
 sender's copy of a persistent event; the services acknowledge a publish in their protocol, so echo is off
 where it can be, and counted where it cannot), persistent events are kept for a reconnecting client's
-catch-up where the service can keep them, and every reconnect is a leave and a join the room is told of.
+catch-up where the service can keep them, and presence costs what it costs classwire: a reconnect back
+within the grace announces nothing, the others a leave and a join, told to the room (to the teacher alone in
+a crowded one), which an application can arrange on any of them.
 What a service cannot do at any price is in `missing`.
 """
 
@@ -30,6 +32,10 @@ class VendorTraffic:
     volatile_bytes: float
     reconnects: float
     missed: float  # persistent events a reconnect catches up on
+    # Presence as classwire does it, which an application on any of them can do too (the like-for-like
+    # choice): reconnects announcing a leave and a join, and the connections each goes to.
+    announced: float = 0.0
+    told: float = 0.0
 
     @property
     def publishes(self) -> float:
@@ -69,7 +75,7 @@ def pusher(profile: UsageProfile, prices: PriceBook, t: VendorTraffic) -> Vendor
     """Each publish (a client event), each delivery (client events skip their sender), presence
     member_added/removed to the others; a plan is a daily message cap and a connection cap."""
     others = max(t.room - 1, 0)
-    per_second = t.publishes * (1 + others) + t.reconnects * 2 * others
+    per_second = t.publishes * (1 + others) + t.announced * 2 * t.told
     per_day = per_second * profile.hours_per_day * 3600
     peak = profile.peak_concurrent_users
     counted = f"{per_day / 1e6:,.1f}M messages/day, {peak:,} peak connections"
@@ -97,7 +103,9 @@ def _ably_messages(t: VendorTraffic) -> float:
     """A month's Ably messages with echo off: each publish and its deliveries to the others, one more per
     stored (persistent) message, presence enter and leave on each reconnect, the history it replays."""
     others = max(t.room - 1, 0)
-    per_second = t.publishes * (1 + others) + t.persistent + t.reconnects * (2 * (1 + others) + t.missed)
+    per_second = (
+        t.publishes * (1 + others) + t.persistent + t.announced * 2 * (1 + t.told) + t.reconnects * t.missed
+    )
     return per_second * t.active_seconds
 
 
@@ -174,7 +182,8 @@ def appsync_events(prices: PriceBook, t: VendorTraffic) -> VendorPrice:
     per_second = (
         t.persistent * ops(t.persistent_bytes) * (1 + t.room)
         + t.volatile * ops(t.volatile_bytes) * (1 + t.room)
-        + t.reconnects * (2 * (1 + t.room) + 2)
+        + t.announced * 2 * (2 + t.told)
+        + t.reconnects * 2
     )
     operations = per_second * t.active_seconds
     usd = (
@@ -201,13 +210,14 @@ def pubnub_transactions(prices: PriceBook, t: VendorTraffic) -> VendorPrice:
         return max(1, math.ceil(frame_bytes / unit))
 
     replicated = (
-        t.persistent * units(t.persistent_bytes) + t.volatile * units(t.volatile_bytes) + 2 * t.reconnects
+        t.persistent * units(t.persistent_bytes) + t.volatile * units(t.volatile_bytes) + 2 * t.announced
     ) * t.active_seconds
     history_calls = max(1, math.ceil(t.missed * t.persistent_bytes / 32_768))
     edge = (
         t.persistent * units(t.persistent_bytes) * t.room
         + t.volatile * units(t.volatile_bytes) * t.room
-        + t.reconnects * (2 * max(t.room - 1, 0) + history_calls)
+        + t.announced * 2 * t.told
+        + t.reconnects * history_calls
     ) * t.active_seconds
     stored_gb = t.persistent * t.persistent_bytes * t.active_seconds / 1024**3  # a month kept
     usd = (

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis as redis_py
 
-from classwire.settings import JwtSettings, RedisSettings, Settings
+from classwire.settings import JwtSettings, Limits, RedisSettings, Settings
 from classwire_infra.paths import ROOT
 from localcloud import free_port
 from localcloud.cache import RedisServer, ReplicationGroup
@@ -43,7 +43,8 @@ class LocalSystem:
     `max_concurrency` is the number of execution environments per function. `redis_faults` puts a
     fault proxy between the functions and Redis (`redis_proxy`); `post_faults` makes the gateway's
     `@connections` throttle, fail or hang some POSTs; `kill_workers()` kills a function's execution
-    environments mid-invocation.
+    environments mid-invocation. `limits` are the product's own (with `manifest=None`), for tests of a
+    bound the defaults put out of reach.
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class LocalSystem:
         max_concurrency: int = 10,
         redis_faults: LinkChaos | None = None,
         post_faults: PostFaults | None = None,
+        limits: Limits | None = None,
     ):
         if redis not in ("single", "replicated") or gateway not in ("thread", "process"):
             raise ValueError(
@@ -83,6 +85,7 @@ class LocalSystem:
         self.max_concurrency = max_concurrency
         self.redis_faults = redis_faults
         self.post_faults = post_faults
+        self.limits = limits or Limits()
         self.redis: RedisServer | ReplicationGroup | None = None
         self.redis_proxy: RedisFaultProxy | None = None
         self.aws: AwsEmulator | None = None
@@ -107,6 +110,7 @@ class LocalSystem:
                 settings = Settings(
                     redis=RedisSettings(url=self.redis.url),
                     jwt=JwtSettings(algorithms=("HS256",), secret_arn=secret_arn),
+                    limits=self.limits,
                 ).validate()
                 self.manifest = Manifest.from_route_table(self.code, settings.to_env())
             if self.gateway_mode == "process":

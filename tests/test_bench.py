@@ -19,7 +19,7 @@ def test_quick_bench_measures_redis_round_trips_and_handler_cpu(tmp_path):
             "bench",
             "--quick",
             "--only",
-            "redis,handler,late",
+            "redis,handler,late,presence",
             "--json",
             str(result_file),
         ],
@@ -38,5 +38,14 @@ def test_quick_bench_measures_redis_round_trips_and_handler_cpu(tmp_path):
     # A late joiner starting at the last clear syncs fewer events than one starting at the oldest retained.
     late = results["late"]
     assert 0 < late["from_last_clear"]["events"] < late["from_oldest_retained"]["events"]
+    # Presence: a crowded lecture's start costs a fraction of before, and a reconnect wave within the grace
+    # nothing at all.
+    presence = results["presence"]
+    assert presence["ratios"]["class start"] < 0.2 and presence["ratios"]["class end"] < 0.2
+    assert presence["after"]["2-hour reconnect wave"]["messages"] == 0
+    assert (
+        presence["before"]["2-hour reconnect wave"]["messages"]
+        > presence["before"]["class start"]["messages"]
+    )
     assert set(results["targets"]) == {"redis_calls_per_send", "handler_cpu_us_per_delivery"}
     assert "## Targets" in run.stdout

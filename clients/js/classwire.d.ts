@@ -119,6 +119,24 @@ export interface LocalErrorFrame {
 /** What {@link ClasswireClientOptions.onError} receives: a plain frame object, never an `Error`. */
 export type ErrorFrame = ServerErrorFrame | LocalErrorFrame;
 
+/** One student joining (`present: true`) or leaving a crowded classroom. */
+export interface PresenceChange {
+  readonly userId: string;
+  readonly role: Role;
+  readonly name: string;
+  readonly present: boolean;
+}
+
+/** Students' joins and leaves of a crowded classroom, in order, sent to its teachers' connections. */
+export interface PresenceFrame {
+  readonly type: "presence";
+  readonly classroom: string;
+  /** The occupancy after these changes. */
+  readonly users: number;
+  readonly crowded: boolean;
+  readonly changes: readonly PresenceChange[];
+}
+
 /** One member of the classroom, as `who` lists them (one entry per user). */
 export interface RosterMember {
   readonly userId: string;
@@ -337,6 +355,11 @@ export interface ClasswireCallbacks {
    */
   onRoster?: ((members: RosterMember[]) => void) | undefined;
   /**
+   * A crowded classroom's students joining and leaving, to a teacher's connections only (best effort:
+   * `who()` is the roster that counts). Students' joins and leaves are then not in the log.
+   */
+  onPresence?: ((presence: PresenceFrame) => void) | undefined;
+  /**
    * Every error frame from the server except the refusals the client retries by itself
    * (`rate_limited` or `internal` for a pending send, a `sync` or a `who`), and the client's own
    * connection failures ({@link LocalErrorFrame}). A refused send is reported here and also rejects its
@@ -480,6 +503,13 @@ export declare class ClasswireClient {
   readonly lagMs: number | null;
   /** Events the server had that this client had not applied, at the last telemetry pong; `null` before any. */
   readonly behind: number | null;
+  /** The classroom's occupancy (users present), as last heard; `null` before any. */
+  readonly users: number | null;
+  /**
+   * The classroom is crowded: students' joins and leaves are not in the log (teachers get them through
+   * {@link ClasswireCallbacks.onPresence}), so a roster built from join and leave events is incomplete.
+   */
+  readonly crowded: boolean;
   readonly status: ClasswireStatus;
   /** The class has ended (the applied log holds an `end` no reopening `join` followed): for good. */
   readonly ended: boolean;

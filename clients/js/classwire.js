@@ -45,6 +45,7 @@ const DEFAULTS = {
   volatileEvents: ["cursor"],
 };
 const RECENT_EIDS = 4096; // eids kept per seq to spot a same-seq, different-event divergence
+const MAX_USERS = 1_000_000; // an occupancy above this is not believed
 const WHO_RETRIES = 3; // a roster page lost or failed this many more times rejects who()
 const RETRYABLE = new Set(["rate_limited", "internal"]); // error codes that mean "ask again later"
 const MAX_LAG_MS = 24 * 3600 * 1000; // the server refuses a larger lagMs (a broken clock, not a lag)
@@ -105,6 +106,8 @@ export class ClasswireClient {
    * @param {(status: string, detail: object) => void} [options.onStatus]
    *        connecting | syncing | live | reconnecting | ended | closed | failed
    * @param {(members: object[]) => void} [options.onRoster]
+   * @param {(presence: object) => void} [options.onPresence]  a crowded classroom's students joining and
+   *        leaving, to a teacher's connection (README, "Presence")
    * @param {(error: object) => void} [options.onError]  error frames and connection failures
    * @param {number} [options.maxBuffered]     out-of-order events held at most (1000)
    * @param {number} [options.syncTimeoutMs]   a sync with no reply by then is asked again (10 s)
@@ -137,6 +140,10 @@ export class ClasswireClient {
     this.behind = null; // events the server had that this client had not applied, at the last telemetry ping
     this.status = "idle";
     this.ended = false;
+    this.users = null; // the classroom's occupancy, as last heard (pong, roster, join, leave, presence)
+    // Students' joins and leaves are not in the log (teachers get them in `presence` frames): a roster built
+    // from join and leave events is incomplete, and `who()` is the one to read.
+    this.crowded = false;
     this.stats = { applied: 0, replayed: 0, duplicates: 0, syncs: 0, gapSyncs: 0, divergences: 0, resets: 0, resends: 0, reconnects: 0, strayPages: 0 };
 
     this._ws = null;
@@ -438,12 +445,24 @@ export class ClasswireClient {
       case "pong":
         this._onPong(frame);
         return;
+      case "presence":
+        if (!Array.isArray(frame.changes)) return;
+        this._heardPresence(frame);
+        this._call("onPresence", frame);
+        return;
       default:
         return; // anything newer
     }
   }
 
+  /** Occupancy and crowding from a pong, roster page, presence frame or a join or leave's data. */
+  _heardPresence(frame) {
+    if (Number.isInteger(frame.users) && frame.users >= 0 && frame.users <= MAX_USERS) this.users = frame.users;
+    if (typeof frame.crowded === "boolean") this.crowded = frame.crowded;
+  }
+
   _onPong(pong) {
+    this._heardPresence({ users: pong.users, crowded: pong.crowded });
     if (Number.isInteger(pong.behind)) this.behind = pong.behind;
     if (!this._sameEpoch(pong)) {
       this._diverged(); // the log restarted: the resync names our epoch and gets `reset`
@@ -535,6 +554,9 @@ export class ClasswireClient {
     // Only a teacher's explicit reopen lifts an `end` (its own reconnect does not).
     if (event.event === "end") this._endInLog = true;
     else if (event.event === "join" && event.data?.reopened === true) this._endInLog = false;
+    if ((event.event === "join" || event.event === "leave") && event.data && typeof event.data === "object") {
+      this._heardPresence(event.data);
+    }
     this.stats.applied += 1;
     if (replay) this.stats.replayed += 1;
     this._call("onEvent", event, { replay });
@@ -856,6 +878,7 @@ export class ClasswireClient {
   }
 
   _onRoster(frame) {
+    this._heardPresence(frame);
     const request = this._whoQueue[0];
     const members = Array.isArray(frame.members) ? frame.members : [];
     if (!request) {

@@ -917,3 +917,33 @@ describe("connection", () => {
     assert.equal(h.seen.errors.length, 1);
   });
 });
+
+describe("presence", () => {
+  it("tracks occupancy and crowding from joins, pongs, rosters and presence frames, and hands presence frames on", async () => {
+    const presence = [];
+    const h = harness({ onPresence: (p) => presence.push(p) });
+    const ws = await h.connected([event(1, { event: "join", data: { connections: 1, users: 3, crowded: false } })]);
+    assert.equal(h.client.users, 3);
+    assert.equal(h.client.crowded, false);
+    ws.deliver(event(2, { event: "join", data: { connections: 1, users: 5, crowded: true } }));
+    assert.equal(h.client.crowded, true);
+    const changes = [{ userId: "s6", role: "student", name: "S6", present: true }];
+    ws.deliver({ type: "presence", classroom: "c1", users: 6, crowded: true, changes });
+    assert.deepEqual(presence.map((p) => p.changes), [changes]);
+    assert.equal(h.client.users, 6);
+    ws.deliver({ type: "presence", classroom: "c1", users: "junk", changes: "not a list" }); // ignored
+    ws.deliver({ type: "pong", ts: 1, behind: 0, last: 2, users: -2 }); // not a count: kept
+    assert.equal(h.client.users, 6);
+    ws.deliver({ type: "pong", ts: 1, behind: 0, last: 2, users: 7, crowded: false });
+    assert.equal(h.client.users, 7);
+    assert.equal(h.client.crowded, false);
+    ws.deliver({ type: "pong", ts: 2, behind: 0, last: 2, users: "many" }); // not a count: kept
+    assert.equal(h.client.users, 7);
+    assert.equal(presence.length, 1);
+    const members = h.client.who();
+    await tick();
+    ws.deliver({ type: "roster", members: [], more: false, users: 4, crowded: false });
+    await members;
+    assert.deepEqual([h.client.users, h.client.crowded], [4, false]);
+  });
+});

@@ -56,6 +56,7 @@ const client = new ClasswireClient({
     if (status === "idle") console.log("never");
   },
   onRoster: (members) => members.filter((m) => (m.behind ?? 0) > 0).map((m) => m.userId),
+  onPresence: (presence) => presence.changes.filter((c) => c.present).map((c) => c.userId),
   onError: (error) => {
     if (error.code === "rate_limited") console.log(error.retryAfterMs ?? 0, error.action);
     if (error.code === "token_failed") {

@@ -314,7 +314,8 @@ class ClassroomService:
 
     def _who(self, member: Member, request: Who) -> str:
         users: dict[str, dict] = {}
-        for info in self.store.roster(member):
+        roster = self.store.roster(member)
+        for info in roster.connections:
             entry = users.setdefault(
                 info["userId"],
                 {
@@ -341,7 +342,13 @@ class ClassroomService:
                 break
             members.append(users[user_id])
             size += len(encoded.encode()) + 1
-        reply: dict[str, object] = {"type": "roster", "members": members, "more": more}
+        reply: dict[str, object] = {
+            "type": "roster",
+            "members": members,
+            "more": more,
+            "users": roster.users,
+            "crowded": roster.crowded,
+        }
         if more:
             reply["next"] = members[-1]["userId"]
         return compact_json(reply)
@@ -368,6 +375,8 @@ class ClassroomService:
                 "behind": report.behind,
                 "last": report.last,
                 "epoch": report.epoch,
+                "users": report.users,
+                "crowded": report.crowded,
             }
         )
 
@@ -387,14 +396,26 @@ class ClassroomService:
             again = self.store.settle(classroom_id, replace(taken, upto=0))
             # The first take's volatile events left the queue with it: they go in this round whatever else.
             round_ = (
-                replace(again, relayed=taken.relayed + again.relayed)
+                replace(
+                    again,
+                    relayed=taken.relayed + again.relayed,
+                    presence=taken.presence + again.presence,
+                    teachers=taken.teachers | again.teachers,
+                )
                 if again is not None
                 else replace(taken, upto=0, frames=[], closes=False)
             )
         closed = False
         while round_ is not None:
             targets = [c for c in round_.connection_ids if c != exclude]
-            gone = self._post(classroom_id, targets, round_.batched, round_.frames, round_.relayed)
+            gone = self._post(
+                classroom_id,
+                targets,
+                round_.batched,
+                round_.frames,
+                round_.relayed,
+                [(c, frame) for c in targets if c in round_.teachers for frame in round_.presence],
+            )
             if gone:
                 self._prune(classroom_id, gone)  # their leaves go out in the next round
             if round_.closes:
@@ -417,10 +438,12 @@ class ClassroomService:
         batched: frozenset[str],
         frames: Sequence[str],
         relayed: Sequence[tuple[str, str]],
+        direct: Sequence[tuple[str, str]] = (),
     ) -> set[str]:
         """Posts persistent `frames`, then `relayed` volatile ones, to every target: in `events` frames to
         the batched ones, one per frame to the others, all at once (clients put frames that overtake each
-        other back in seq order, as they do for concurrent invocations). Returns the connections gone."""
+        other back in seq order, as they do for concurrent invocations); and each (connection, frame) of
+        `direct` (the teachers' `presence` frames). Returns the connections gone."""
         shared = [frame.encode("utf-8") for frame in frames]
         volatile = [(sender, frame.encode("utf-8")) for sender, frame in relayed]
         senders = {sender for sender, _ in volatile}
@@ -437,6 +460,7 @@ class ClassroomService:
             return cached
 
         posts = [(c, payload) for c in targets for payload in payloads_of(c)]
+        posts += [(c, frame.encode("utf-8")) for c, frame in direct]
         if not posts:
             return set()
         started = time.perf_counter()

@@ -24,6 +24,19 @@
 --   cw:{c}:flusher   STRING the lease of the one invocation posting this classroom's events (PX: a dead one's
 --                          lease runs out); meta's `flushed` is the last seq a round finished posting
 --   cw:{c}:relay     LIST  "<sender connectionId> <frame>" of volatile events waiting for the next round
+--   cw:{c}:away      ZSET  userId -> when its leave is announced (ms): its last connection went, and a
+--                          connection of it within the grace announces nothing (a reconnect)
+--   cw:{c}:away_info HASH  userId -> the info JSON of its last connection, for that leave
+--   cw:{c}:teachers  SET   connections of teachers (the ones `presence` frames go to)
+--   cw:{c}:crowd     STRING present while the classroom is crowded (see below)
+--   cw:{c}:presence  LIST  students' joins and leaves of a crowded classroom waiting for the next round
+-- Presence is per user: a join is announced when a user's first connection arrives (not within the grace of
+-- its last leave), a leave when its last connection has been gone for the grace. A classroom whose
+-- occupancy (users present or within their grace) passes `live_max` is crowded until it falls to 3/4 of it:
+-- students' joins and leaves then go to the teachers' connections only, in `presence` frames, and leave the
+-- log (so a class start costs O(N) deliveries, not O(N^2)). The join or leave that crosses either way is
+-- logged, and every logged one says whether the classroom is crowded, so members know when their roster
+-- from the log stops (and starts again) being complete.
 -- Fan-out: whoever appends while nobody holds the lease takes it and posts every event after `flushed`; events
 -- appended while it posts go out together in its next round (`settle`, which also hands the lease back once
 -- nothing is left). The lease and the append are in the same scripts, so an event is either seen by the
@@ -42,6 +55,10 @@ local function now_ms()
 end
 
 local function key(c, suffix) return 'cw:{' .. c .. '}:' .. suffix end
+
+-- Presence settings (set by fanout_at, which every script that may announce reads first): a user's leave is
+-- announced `grace_ms` after its last connection went; above `live_max` users the classroom is crowded.
+local presence = {grace_ms = 0, live_max = 0}
 
 local function json_str(s) return cjson.encode(s) end
 
@@ -173,25 +190,95 @@ local function member_head(info_json)
     ',"name":' .. json_str(info.name or ''), info.userId
 end
 
--- Removes a connection and appends its leave event; returns the frame or nil if it was not a member.
+-- Students' joins and leaves of a crowded classroom wait here for a round (at most this many, this long:
+-- they are best effort, and a teacher's `who` is the roster that counts).
+local PRESENCE_MAX = 4096
+local PRESENCE_TTL_MS = 60000
+-- A round's `presence` frame holds at most this many bytes of changes (the rest wait for the next round).
+local PRESENCE_ROUND_BYTES = 24 * 1024
+
+-- Users present, or gone for less than the grace (their leave is not announced yet).
+local function occupancy(c)
+  return redis.call('HLEN', key(c, 'users')) + redis.call('ZCARD', key(c, 'away'))
+end
+
+-- Announces a user's join or leave ('{"connections":n' .. extra is the start of its data): in the log, or,
+-- for a student of a crowded classroom, to the teachers only. Returns the frame, seq and epoch if logged.
+local function announce(c, info_json, event, data, nonce, ts, clock, retention)
+  local users = occupancy(c)
+  local was = redis.call('EXISTS', key(c, 'crowd')) == 1
+  local crowded = users > presence.live_max or (was and users > math.floor(presence.live_max * 3 / 4))
+  if crowded then
+    redis.call('SET', key(c, 'crowd'), '1', 'PX', retention.age_ms)
+  elseif was then
+    redis.call('DEL', key(c, 'crowd'))
+  end
+  local info = cjson.decode(info_json)
+  if crowded and was and info.role ~= 'teacher' then
+    local list = key(c, 'presence')
+    redis.call('RPUSH', list, '{"userId":' .. json_str(info.userId) .. ',"role":' .. json_str(info.role) ..
+      ',"name":' .. json_str(info.name or '') .. ',"present":' .. (event == 'join' and 'true' or 'false') .. '}')
+    redis.call('LTRIM', list, -PRESENCE_MAX, -1)
+    redis.call('PEXPIRE', list, PRESENCE_TTL_MS)
+    return nil
+  end
+  data = data .. ',"users":' .. users .. ',"crowded":' .. (crowded and 'true' or 'false') .. '}'
+  return append(c, 'null', member_head(info_json), event, data, nonce, ts, clock, retention)
+end
+
+-- Removes a connection; when it was its user's last, announces the leave (after the grace, by sweep_away).
+-- Returns the leave's frame if one was logged now.
 local function remove_member(c, conn, nonce, ts, clock, retention)
   local info_json = redis.call('HGET', key(c, 'info'), conn)
   redis.call('ZREM', key(c, 'members'), conn)
   redis.call('HDEL', key(c, 'lag'), conn)
   redis.call('SREM', key(c, 'batched'), conn)
+  redis.call('SREM', key(c, 'teachers'), conn)
   if not info_json then
     local _, _, frame = recall(c, 'l:' .. conn)  -- a repeat: its leave again, if it had one
     if frame and frame ~= '' then return frame end
     return nil
   end
   redis.call('HDEL', key(c, 'info'), conn)
-  local head, user = member_head(info_json)
+  local user = cjson.decode(info_json).userId
   local left = redis.call('HINCRBY', key(c, 'users'), user, -1)
-  if left <= 0 then redis.call('HDEL', key(c, 'users'), user); left = 0 end
-  local frame, seq, epoch = append(c, 'null', head, 'leave', '{"connections":' .. left .. '}', nonce .. conn,
-    ts, clock, retention)
-  remember(c, 'l:' .. conn, seq, epoch, ts, retention.window_ms)
+  if left > 0 then return nil end  -- the user is still here
+  redis.call('HDEL', key(c, 'users'), user)
+  if presence.grace_ms > 0 then  -- announced once the grace has passed without a reconnect
+    redis.call('ZADD', key(c, 'away'), ts + presence.grace_ms, user)
+    redis.call('HSET', key(c, 'away_info'), user, info_json)
+    redis.call('PEXPIRE', key(c, 'away'), retention.age_ms)
+    redis.call('PEXPIRE', key(c, 'away_info'), retention.age_ms)
+    return nil
+  end
+  local frame, seq, epoch = announce(c, info_json, 'leave', '{"connections":0', nonce .. conn, ts, clock,
+    retention)
+  if frame then remember(c, 'l:' .. conn, seq, epoch, ts, retention.window_ms) end
   return frame
+end
+
+-- Leaves announced per script at most (a class end's catch up over the next scripts: every ping sweeps).
+local SWEEP_MAX = 64
+
+-- Announces the leaves whose grace has passed (users who did not come back). With nobody connected there is
+-- nobody to tell: every waiting leave is dropped, and the classroom is no longer crowded, so the next class
+-- neither hears of the last one's leaves nor counts them.
+local function sweep_away(c, frames, nonce, ts, clock, retention)
+  if redis.call('HLEN', key(c, 'users')) == 0 then
+    redis.call('DEL', key(c, 'away'), key(c, 'away_info'), key(c, 'crowd'))
+    return
+  end
+  local due = redis.call('ZRANGEBYSCORE', key(c, 'away'), '-inf', ts, 'LIMIT', 0, SWEEP_MAX)
+  for _, user in ipairs(due) do
+    local info_json = redis.call('HGET', key(c, 'away_info'), user)
+    redis.call('ZREM', key(c, 'away'), user)
+    redis.call('HDEL', key(c, 'away_info'), user)
+    if info_json and not redis.call('HGET', key(c, 'users'), user) then
+      local frame = announce(c, info_json, 'leave', '{"connections":0', nonce .. 'away' .. user, ts, clock,
+        retention)
+      if frame then table.insert(frames, frame) end
+    end
+  end
 end
 
 -- Connections past their expiry vanished without $disconnect: prune them with a leave event.
@@ -201,6 +288,7 @@ local function prune_expired(c, frames, nonce, ts, clock, retention)
     local frame = remove_member(c, conn, nonce, ts, clock, retention)
     if frame then table.insert(frames, frame) end
   end
+  sweep_away(c, frames, nonce, ts, clock, retention)
 end
 
 local function members(c)
@@ -260,9 +348,27 @@ local function batched_flags(c, conns)
   return flags
 end
 
+-- The waiting students' joins and leaves as one `presence` frame for the teachers, or ''.
+local function take_presence(c)
+  local list = key(c, 'presence')
+  local entries = redis.call('LRANGE', list, 0, 255)
+  if #entries == 0 then return '' end
+  local taken, bytes = {}, 0
+  for _, entry in ipairs(entries) do
+    if #taken > 0 and bytes + #entry > PRESENCE_ROUND_BYTES then break end
+    table.insert(taken, entry)
+    bytes = bytes + #entry + 1
+  end
+  redis.call('LTRIM', list, #taken, -1)
+  return '{"type":"presence","classroom":' .. json_str(c) .. ',"users":' .. occupancy(c) ..
+    ',"crowded":' .. (redis.call('EXISTS', key(c, 'crowd')) == 1 and 'true' or 'false') ..
+    ',"changes":[' .. table.concat(taken, ',') .. ']}'
+end
+
 -- Takes (or renews) the fan-out lease and the next round: the events after `flushed` (at most `max_events`
 -- and `max_bytes` of them, the first one always) and the waiting volatile events. Returns
--- {lease, epoch, upto (the last seq it posts), frames, relayed, closes (1: it posts the `end` in force)}, or
+-- {lease, epoch, upto (the last seq it posts), frames, relayed, closes (1: it posts the `end` in force),
+-- presence (a `presence` frame for the teachers, or '')}, or
 -- {''} when another invocation holds the lease or nothing is left to post (the lease is then handed back).
 local function take_round(c, lease, lease_ms, max_events, max_bytes)
   if lease == '' then return {''} end  -- the caller posts nothing (a flusher pruning mid-round)
@@ -291,24 +397,30 @@ local function take_round(c, lease, lease_ms, max_events, max_bytes)
   local relay = key(c, 'relay')
   local relayed = redis.call('LRANGE', relay, 0, RELAY_ROUND - 1)
   if #relayed > 0 then redis.call('LTRIM', relay, RELAY_ROUND, -1) end
-  if #frames == 0 and #relayed == 0 then
+  local changes = take_presence(c)
+  if #frames == 0 and #relayed == 0 and changes == '' then
     if upto > flushed then redis.call('HSET', meta, 'flushed', upto) end
     if holder then redis.call('DEL', key(c, 'flusher')) end
     return {''}
   end
   redis.call('SET', key(c, 'flusher'), lease, 'PX', lease_ms)
   local closes = (end_seq and end_seq > from and end_seq <= upto) and 1 or 0
-  return {lease, epoch, upto, frames, relayed, closes}
+  return {lease, epoch, upto, frames, relayed, closes, changes}
 end
 
--- A reply's last element: the round with the batched flags of `conns` (the members the reply names), or {''}.
+-- A reply's last element: the round with the batched flags of `conns` (the members the reply names) and the
+-- teachers' connections (when it has a `presence` frame for them), or {''}.
 local function round_reply(c, round, conns)
   if round[1] == '' then return {''} end
-  return {round[1], round[2], round[3], round[4], round[5], round[6], batched_flags(c, conns)}
+  local teachers = round[7] ~= '' and redis.call('SMEMBERS', key(c, 'teachers')) or {}
+  return {round[1], round[2], round[3], round[4], round[5], round[6], round[7], batched_flags(c, conns), teachers}
 end
 
--- Fan-out arguments: lease, lease ms, max events and max bytes of a round.
+-- Fan-out arguments: lease, lease ms, max events and max bytes of a round, then the presence grace (ms) and
+-- the most users of a classroom not crowded, which it sets for the script (every script that may announce
+-- reads its fan-out arguments first).
 local function fanout_at(i)
+  presence.grace_ms, presence.live_max = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
   return {lease = ARGV[i], lease_ms = tonumber(ARGV[i + 1]), events = tonumber(ARGV[i + 2]),
     bytes = tonumber(ARGV[i + 3])}
 end
@@ -330,7 +442,7 @@ end
 -- ARGV: classroom, connectionId, info JSON, userId, role, reopen (1: a teacher reopening an ended class),
 --       ttl ms, nonce, max connections per user, max connections per classroom, connect rate per second,
 --       connect burst, max_events, max_age_ms, max_bytes, idempotency window ms, batch (1: takes `events`
---       frames), lease, lease ms, round max events, round max bytes
+--       frames), the fan-out arguments (fanout_at)
 -- Returns {'ok', frames, members, round} or {'refused', reason, frames, members, round}: 'ended' (a
 -- student, after `end`, until a teacher reopens the class), 'user_limit', 'classroom_full' or 'too_fast'
 -- (the user's connects past their rate).
@@ -360,18 +472,29 @@ if not redis.call('ZSCORE', key(c, 'members'), conn) then
   redis.call('ZADD', key(c, 'members'), ts + ttl, conn)
   redis.call('HSET', key(c, 'info'), conn, info_json)
   if batch then redis.call('SADD', key(c, 'batched'), conn) end
+  if role == 'teacher' then redis.call('SADD', key(c, 'teachers'), conn) end
   local count = redis.call('HINCRBY', key(c, 'users'), user, 1)
-  for _, k in ipairs({'members', 'info', 'users', 'batched'}) do redis.call('PEXPIRE', key(c, k), ttl) end
-  local data = '{"connections":' .. count .. '}'
+  for _, k in ipairs({'members', 'info', 'users', 'batched', 'teachers'}) do
+    redis.call('PEXPIRE', key(c, k), ttl)
+  end
+  -- A connection of a user still here, or back within the grace of its last leave, announces nothing.
+  local back = redis.call('ZREM', key(c, 'away'), user) == 1
+  if back then redis.call('HDEL', key(c, 'away_info'), user) end
+  local data = '{"connections":' .. count
   -- A teacher reopens explicitly, or by starting a log whose `end` is gone; the join says so, which is
   -- what the clients read as "not ended" (also when the mark itself was lost).
-  if reopen or (ended_seq and not end_in_log) then
+  local reopens = reopen or (ended_seq and not end_in_log)
+  if reopens then
     redis.call('DEL', key(c, 'ended'))
-    data = '{"connections":' .. count .. ',"reopened":true}'
+    data = data .. ',"reopened":true'
   end
-  local frame, seq, epoch = append(c, 'null', member_head(info_json), 'join', data, nonce, ts, clock, retention)
-  remember(c, 'j:' .. conn, seq, epoch, ts, retention.window_ms)
-  table.insert(frames, frame)
+  if (count == 1 and not back) or reopens then
+    local frame, seq, epoch = announce(c, info_json, 'join', data, nonce, ts, clock, retention)
+    if frame then
+      remember(c, 'j:' .. conn, seq, epoch, ts, retention.window_ms)
+      table.insert(frames, frame)
+    end
+  end
 else
   local _, _, frame = recall(c, 'j:' .. conn)  -- a repeat (its first reply was lost): its join again
   if frame and frame ~= '' then table.insert(frames, frame) end
@@ -381,7 +504,7 @@ return {'ok', frames, conns, next_round(c, fanout, conns)}
 
 --@script leave
 -- ARGV: classroom, nonce, max_events, max_age_ms, max_bytes, idempotency window ms, ttl ms, grace ms,
---       lease, lease ms, round max events, round max bytes, connectionId...
+--       the fan-out arguments (fanout_at), connectionId...
 -- With a grace (pruning after a 410), a connection that joined less than `grace` ago stays: its $connect
 -- may still be running, and a connection is not open, so a post to it fails as gone, until that returns.
 -- Returns {frames, members, round}; a flusher pruning what its round found gone passes its own lease.
@@ -391,7 +514,7 @@ local ttl, grace = tonumber(ARGV[7]), tonumber(ARGV[8])
 local fanout = fanout_at(9)
 local ts, clock = now_ms()
 local frames = {}
-for i = 13, #ARGV do
+for i = 15, #ARGV do
   local expiry = tonumber(redis.call('ZSCORE', key(c, 'members'), ARGV[i]) or 0)
   if grace == 0 or expiry - ttl <= ts - grace then
     local frame = remove_member(c, ARGV[i], nonce, ts, clock, retention)
@@ -405,8 +528,8 @@ return {frames, conns, next_round(c, fanout, conns)}
 --@script publish
 -- ARGV: classroom, connectionId, userId, role, id, id JSON, event, data JSON, persistent (1/0),
 --       closes the class (1/0), rate per second, burst, sender head, nonce, ended ttl ms, max_events,
---       max_age_ms, max_bytes, idempotency window ms, lease, lease ms, round max events, round max bytes,
---       starts a new board (1/0)
+--       max_age_ms, max_bytes, idempotency window ms, the fan-out arguments (fanout_at), starts a new board
+--       (1/0)
 -- Returns {'ok', seq, frames, members, ts, round}, {'duplicate', seq, epoch, frame or '', members, still
 -- ended by it (1/0), a round has posted it (1/0), round}, {'rate_limited', ms or -1}, {'not_member'} or
 -- {'ended'}. A volatile event is
@@ -417,7 +540,7 @@ local rate, burst = tonumber(ARGV[11]), tonumber(ARGV[12])
 local head, nonce, ended_ttl = ARGV[13], ARGV[14], tonumber(ARGV[15])
 local retention = retention_at(16)
 local fanout = fanout_at(20)
-local starts_board = ARGV[24] == '1'
+local starts_board = ARGV[26] == '1'
 local ts, clock = now_ms()
 if not is_member(c, conn, user, ts) then return refuse(c, fanout, {'not_member'}) end
 -- Resends are charged too: answering one fans the event out again.
@@ -459,7 +582,7 @@ return {'ok', seq, frames, conns, ts, next_round(c, fanout, conns)}
 
 --@script settle
 -- ARGV: classroom, epoch, upto, stop (1: hand the lease back, the rest is left to the next script that
---       finds it free), lease, lease ms, round max events, round max bytes
+--       finds it free), the fan-out arguments (fanout_at)
 -- A flusher's round is posted (up to seq `upto` of `epoch`): records it, then returns {members, round} with
 -- the next round (events appended meanwhile), or {{}, {''}} when the lease is handed back or was lost.
 local c, epoch, upto, stop = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
@@ -539,24 +662,26 @@ return {reset and 1 or 0, included, more and 1 or 0, frames, epoch}
 
 --@script roster
 -- ARGV: classroom, connectionId, userId, rate per second, burst.
--- Returns the server time, then the info JSON and the telemetry of every live connection, or
--- {'rate_limited', ms or -1}.
+-- Returns the server time, then the info JSON and the telemetry of every live connection, whether the
+-- classroom is crowded (1/0) and its occupancy, or {'rate_limited', ms or -1}.
 local c, conn, user = ARGV[1], ARGV[2], ARGV[3]
 local ts = now_ms()
 local wait = admit(c, user, 'read', tonumber(ARGV[4]), tonumber(ARGV[5]), ts)
 if wait ~= 0 then return {'rate_limited', wait} end
 local live = redis.call('ZRANGEBYSCORE', key(c, 'members'), '(' .. ts, '+inf')
-return {ts, hmget_all(key(c, 'info'), live), hmget_all(key(c, 'lag'), live)}
+return {ts, hmget_all(key(c, 'info'), live), hmget_all(key(c, 'lag'), live), redis.call('EXISTS', key(c, 'crowd')),
+  occupancy(c)}
 
 --@script report
 -- ARGV: classroom, connectionId, userId, seq, lagMs ('' when unknown), ttl ms, rate per second, burst,
---       lease, lease ms, round max events, round max bytes.
--- Records a member's telemetry (piggybacked on its ping); returns {last seq, epoch, members, round},
--- {'rate_limited', ms or -1}, or {'not_member'} (nothing recorded, so a pruned connection leaves no trace).
+--       the fan-out arguments (fanout_at), nonce, max_events, max_age_ms, max_bytes, idempotency window ms.
+-- Records a member's telemetry (piggybacked on its ping); returns {last seq, epoch, members, round, users
+-- (the occupancy), crowded (1/0)}, {'rate_limited', ms or -1}, or {'not_member'} (nothing recorded, so a
+-- pruned connection leaves no trace).
 -- The round is {''} unless events wait with nobody posting them (a flusher died, or handed back with some
 -- left): then this call takes the lease and posts them, so every member's ping bounds how long that lasts.
 local c, conn, user, seq, lag, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
-local ts = now_ms()
+local ts, clock = now_ms()
 local fanout = fanout_at(9)
 local wait = admit(c, user, 'read', tonumber(ARGV[7]), tonumber(ARGV[8]), ts)
 if wait ~= 0 then return refuse(c, fanout, {'rate_limited', wait}) end
@@ -566,23 +691,30 @@ local last, epoch = last_seq_and_epoch(c)
 local behind = math.max(0, last - seq)
 redis.call('HSET', key(c, 'lag'), conn, ARGV[4] .. ':' .. lag .. ':' .. string.format('%d:%d', ts, behind))
 redis.call('PEXPIRE', key(c, 'lag'), ttl)
+-- Leaves whose grace has passed are announced by the members' pings too (a quiet classroom has no other);
+-- after `behind`, so the pinger is not told it is behind a leave its round has yet to post.
+sweep_away(c, {}, ARGV[15], ts, clock, retention_at(16))
+local users, crowded = occupancy(c), redis.call('EXISTS', key(c, 'crowd'))
 local round = take_round(c, fanout.lease, fanout.lease_ms, fanout.events, fanout.bytes)
-if round[1] == '' then return {last, epoch, {}, {''}} end
+if round[1] == '' then return {last, epoch, {}, {''}, users, crowded} end
 local conns = members(c)
-return {last, epoch, conns, round_reply(c, round, conns)}
+return {last, epoch, conns, round_reply(c, round, conns), users, crowded}
 
 --@script admit
--- ARGV: classroom, connectionId, userId, rate per second, burst, lease, lease ms, round max events, round max
--- bytes. The rate check of a frame that needs nothing else (a bare ping, a refused frame): {1 member / 0 not a
--- member, members, round} or {'rate_limited', ms or -1}. Like a report, it posts events nobody is posting.
+-- ARGV: classroom, connectionId, userId, rate per second, burst, the fan-out arguments (fanout_at), nonce,
+-- max_events, max_age_ms, max_bytes, idempotency window ms.
+-- The rate check of a frame that needs nothing else (a bare ping, a refused frame): {1 member / 0 not a
+-- member, members, round} or {'rate_limited', ms or -1}. Like a report, it announces leaves whose grace has
+-- passed and posts events nobody is posting.
 local c, conn, user = ARGV[1], ARGV[2], ARGV[3]
-local ts = now_ms()
+local ts, clock = now_ms()
 local fanout = fanout_at(6)
 local wait = admit(c, user, 'read', tonumber(ARGV[4]), tonumber(ARGV[5]), ts)
 if wait ~= 0 then return refuse(c, fanout, {'rate_limited', wait}) end
 -- A stranger takes no round: its frame is refused, and nobody would post it.
 if not is_member(c, conn, user, ts) then return refuse(c, fanout, {0, {}, {''}}) end
 local member = 1
+sweep_away(c, {}, ARGV[12], ts, clock, retention_at(13))
 local round = take_round(c, fanout.lease, fanout.lease_ms, fanout.events, fanout.bytes)
 if round[1] == '' then return {member, {}, {''}} end
 local conns = members(c)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -62,6 +62,9 @@ class Round:
     closes: bool  # it posts the `end` in force: the class's connections are closed after it
     connection_ids: list[str]
     batched: frozenset[str]  # the connections that take `events` frames
+    # Students' joins and leaves of a crowded classroom, for the teachers' connections only (best effort).
+    presence: list[str] = field(default_factory=list)
+    teachers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,15 @@ class SyncPage:
 
 
 @dataclass(frozen=True)
+class Roster:
+    """The live connections (one entry each), whether the classroom is crowded, and its occupancy."""
+
+    connections: list[dict]
+    crowded: bool
+    users: int
+
+
+@dataclass(frozen=True)
 class Report:
     """A recorded telemetry report: the classroom's last seq and epoch, and how far behind that the member
     was; `round` when events waited with nobody posting them (this call took the lease)."""
@@ -131,6 +143,8 @@ class Report:
     behind: int
     epoch: str
     round: Round | None = None
+    users: int = 0  # the classroom's occupancy
+    crowded: bool = False
 
 
 class ClassroomStore:
@@ -294,10 +308,14 @@ class ClassroomStore:
             CONNECTION_TTL_SECONDS * 1000,
             *self._read_rate(),
             *self._lease(),
+            _nonce(),
+            *self._retention(),
         )
         _raise_if_refused(reply)
-        last, epoch, conns, round_ = reply
-        return Report(int(last), max(0, int(last) - seq), _text(epoch), _round(round_, conns))
+        last, epoch, conns, round_, users, crowded = reply
+        return Report(
+            int(last), max(0, int(last) - seq), _text(epoch), _round(round_, conns), int(users), bool(crowded)
+        )
 
     def admit(self, member: Member) -> tuple[bool, Round | None]:
         """The rate check of a frame that needs nothing else from Redis (a bare ping, a refused frame);
@@ -310,19 +328,21 @@ class ClassroomStore:
             member.user_id,
             *self._read_rate(),
             *self._lease(),
+            _nonce(),
+            *self._retention(),
         )
         _raise_if_refused(reply)
         is_member, conns, round_ = reply
         return bool(is_member), _round(round_, conns)
 
-    def roster(self, member: Member) -> list[dict]:
+    def roster(self, member: Member) -> Roster:
         """Live connections' {userId, role, name, connectedAt, lagMs, behind}, one entry per connection;
         lagMs and behind are None unless the connection reported telemetry recently. Raises RateLimited."""
         reply = self._run(
             "roster", member.classroom_id, member.connection_id, member.user_id, *self._read_rate()
         )
         _raise_if_refused(reply)
-        now_ms, infos, reports = reply
+        now_ms, infos, reports, crowded, users = reply
         fresh_after = int(now_ms) - TELEMETRY_FRESH_SECONDS * 1000
         connections = []
         for info, report in zip(infos, reports, strict=False):
@@ -336,7 +356,7 @@ class ClassroomStore:
                     entry["lagMs"] = int(lag) if lag else None
                     entry["behind"] = int(behind)
             connections.append(entry)
-        return connections
+        return Roster(connections, bool(crowded), int(users))
 
     def _retention(self) -> tuple[int, int, int, int]:
         """What every appending script gets: the log's bounds and the idempotency window (ms)."""
@@ -348,10 +368,18 @@ class ClassroomStore:
             IDEMPOTENCY_WINDOW_SECONDS * 1000,
         )
 
-    def _lease(self) -> tuple[str, int, int, int]:
-        """What every script that may take a round gets: a new lease token, the lease's life and a round's
-        bounds."""
-        return _nonce(), self._fanout.lease_ms, ROUND_MAX_EVENTS, ROUND_MAX_BYTES
+    def _lease(self) -> tuple[str, int, int, int, int, int]:
+        """What every script that may take a round gets (its fan-out arguments): a new lease token, the
+        lease's life, a round's bounds, and presence's (the grace before a user's leave is announced, the
+        most users of a classroom not crowded)."""
+        return (
+            _nonce(),
+            self._fanout.lease_ms,
+            ROUND_MAX_EVENTS,
+            ROUND_MAX_BYTES,
+            self._limits.presence_grace_seconds * 1000,
+            self._limits.presence_live_max_users,
+        )
 
     def _read_rate(self) -> tuple[float, int]:
         return self._limits.read_rate_per_second, self._limits.read_rate_burst
@@ -378,7 +406,7 @@ def _round(reply: list, conns: list) -> Round | None:
     """A script's round (`{''}` when it took none) going to `conns`."""
     if _text(reply[0]) == "":
         return None
-    lease, epoch, upto, frames, relayed, closes, flags = reply
+    lease, epoch, upto, frames, relayed, closes, presence, flags, teachers = reply
     connection_ids = _texts(conns)
     return Round(
         lease=_text(lease),
@@ -389,6 +417,8 @@ def _round(reply: list, conns: list) -> Round | None:
         closes=bool(closes),
         connection_ids=connection_ids,
         batched=frozenset(c for c, flag in zip(connection_ids, flags, strict=True) if flag),
+        presence=[_text(presence)] if presence else [],
+        teachers=frozenset(_texts(teachers)),
     )
 
 

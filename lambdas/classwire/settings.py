@@ -56,6 +56,12 @@ class Limits:
     log_max_bytes: int = 16 * 1024 * 1024
     max_connections_per_user: int = 5
     max_connections_per_classroom: int = 2_000
+    # A user's leave is announced this long after its last connection went; a reconnect within it (API
+    # Gateway's 2-hour close, a dropped Wi-Fi) announces nothing. 0: at once.
+    presence_grace_seconds: int = 30
+    # Above this many users a classroom is crowded (until it falls to 3/4 of it): students' joins and leaves
+    # go to the teachers only, and students see an occupancy count, so a class start costs O(N), not O(N^2).
+    presence_live_max_users: int = 100
 
     def validate(self) -> None:
         if not 1 <= self.max_data_bytes <= FRAME_LIMIT_BYTES // 2:
@@ -72,6 +78,10 @@ class Limits:
         if self.log_max_bytes < 4 * FRAME_LIMIT_BYTES:
             # The newest event always stays, so the budget must hold a few of the largest.
             raise SettingsError(f"log_max_bytes must be >= {4 * FRAME_LIMIT_BYTES}, got {self.log_max_bytes}")
+        if not 0 <= self.presence_grace_seconds <= 300:
+            raise SettingsError(f"presence_grace_seconds must be 0..300, got {self.presence_grace_seconds}")
+        if self.presence_live_max_users < 2:
+            raise SettingsError(f"presence_live_max_users must be >= 2, got {self.presence_live_max_users}")
         if self.max_connections_per_user < 1 or self.max_connections_per_classroom < 1:
             raise SettingsError("max_connections_per_user and max_connections_per_classroom must be >= 1")
 
@@ -224,6 +234,8 @@ _VARIABLES: dict[str, str] = {
     "CLASSWIRE_LOG_MAX_BYTES": "limits.log_max_bytes",
     "CLASSWIRE_MAX_CONNECTIONS_PER_USER": "limits.max_connections_per_user",
     "CLASSWIRE_MAX_CONNECTIONS_PER_CLASSROOM": "limits.max_connections_per_classroom",
+    "CLASSWIRE_PRESENCE_GRACE_SECONDS": "limits.presence_grace_seconds",
+    "CLASSWIRE_PRESENCE_LIVE_MAX_USERS": "limits.presence_live_max_users",
     "CLASSWIRE_FANOUT_LINGER_MS": "fanout.linger_ms",
     "CLASSWIRE_FANOUT_BUDGET_MS": "fanout.budget_ms",
     "CLASSWIRE_FANOUT_LEASE_MS": "fanout.lease_ms",

@@ -322,6 +322,8 @@ $("chat-form").addEventListener("submit", (event) => {
 });
 
 function updateMember(event) {
+  // Leaving a crowded spell, the log's joins and leaves are complete again: rebuild from `who` once.
+  if (crowdedRoster && event.data?.crowded === false) refreshRoster();
   const connections = Number(event.data?.connections) || 0;
   if (connections > 0) {
     const known = roster.get(event.from) ?? { lagMs: null, behind: null };
@@ -332,8 +334,42 @@ function updateMember(event) {
   renderRoster();
 }
 
+// A crowded classroom's students come and go without a join or leave in the log: a teacher hears of them
+// (onPresence), a student's list shows the teachers and itself, and the count is the server's.
+let crowdedRoster = false;
+function onPresence(frame) {
+  for (const change of frame.changes) {
+    if (!change || typeof change.userId !== "string") continue;
+    if (change.present === true) {
+      const known = roster.get(change.userId) ?? { lagMs: null, behind: null, connections: 1 };
+      const name = typeof change.name === "string" && change.name ? change.name : change.userId;
+      const role = change.role === "teacher" ? "teacher" : "student"; // only students' changes come this way
+      roster.set(change.userId, { ...known, userId: change.userId, name, role });
+    } else {
+      roster.delete(change.userId);
+    }
+  }
+  renderRoster();
+}
+
+function listed() {
+  const everyone = [...roster.values()];
+  if (!client?.crowded || me.role === "teacher") return everyone;
+  return everyone.filter((m) => m.role === "teacher" || m.userId === me.user);
+}
+
+function renderCount() {
+  crowdedRoster = Boolean(client?.crowded);
+  const count = crowdedRoster && client.users !== null ? client.users : roster.size;
+  $("roster-count").textContent = String(count);
+  const more = $("roster-more");
+  const hidden = count - listed().length;
+  more.hidden = !crowdedRoster || hidden <= 0;
+  more.textContent = `and ${hidden} more`;
+}
+
 function renderRoster() {
-  const items = [...roster.values()]
+  const items = listed()
     .sort((a, b) => (a.role === b.role ? a.name.localeCompare(b.name) : a.role === "teacher" ? -1 : 1))
     .map((member) => {
       const li = document.createElement("li");
@@ -351,7 +387,7 @@ function renderRoster() {
       return li;
     });
   $("roster").replaceChildren(...items);
-  $("roster-count").textContent = String(roster.size);
+  renderCount();
   // Only the teacher is told; `behind` is null for a member whose client has not reported lately.
   const behind = [...roster.values()].filter((m) => m.role === "student" && m.behind > 0).length;
   const notice = $("behind");
@@ -434,7 +470,10 @@ function renderStatus() {
   statusLine.textContent = parts.join(" · ");
   statusLine.dataset.status = status;
 }
-setInterval(renderStatus, 1000);
+setInterval(() => {
+  renderStatus();
+  renderCount(); // occupancy comes in pongs too
+}, 1000);
 
 function notice(text) {
   lastNotice = text;
@@ -508,6 +547,7 @@ async function start() {
     onVolatile,
     onStatus,
     onError,
+    onPresence,
   });
   hooks.client = client;
   client.connect().then(readyResolve, () => {});
@@ -524,6 +564,9 @@ const hooks = {
   eraseCount: () => board.ops.filter((op) => op.kind === "erase").length,
   chatMessages: () => chat.map(({ seq, from, name, text }) => ({ seq, from, name, text })),
   roster: () => [...roster.values()],
+  listed: () => listed().map((m) => m.userId),
+  users: () => (client ? client.users : null),
+  crowded: () => Boolean(client?.crowded),
   applied: () => applied.slice(),
   cursors: () => [...cursors].map(([userId, c]) => ({ userId, x: c.x, y: c.y })),
   inkedPixels: () => {

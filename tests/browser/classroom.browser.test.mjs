@@ -25,6 +25,9 @@ const SHOTS = join(REPO, "reports", "tmp", "browser");
 const RUN = Date.now().toString(36);
 const ROOM = `room-${RUN}`;
 const OTHER_ROOM = `other-${RUN}`;
+const CROWD_ROOM = `crowd-${RUN}`;
+// The system under test is crowded above this many users (test_browser.py sets it).
+const LIVE_MAX = 3;
 const WAIT = { timeout: 15_000 };
 
 const BASE_URL = process.env.CLASSWIRE_WEB_URL;
@@ -229,6 +232,30 @@ describe("demo classroom page in chromium", { timeout: 120_000 }, () => {
     const png = await student.getByTestId("board").screenshot({ path: join(SHOTS, "student-board-cleared.png") });
     assert.ok((await inkedPixels(student, png)) < 50, "the cleared board still shows ink");
     await assertInOrder(student);
+  });
+
+  it("in a crowded classroom the teacher's roster follows every student, a student sees the count", async () => {
+    const open = (n, role = "student") =>
+      openClassroom(`crowd-${role}-${n}`, { classroom: CROWD_ROOM, user: `crowd-${n}-${RUN}`, role, name: `Crowd ${n}` });
+    const teacher = await open(0, "teacher");
+    const early = [];
+    for (let n = 1; n <= LIVE_MAX; n += 1) early.push(await open(n)); // the last of them makes it crowded
+    const late = await open(LIVE_MAX + 1); // announced to the teacher only
+    const everyone = LIVE_MAX + 2;
+    await waitFor(teacher, (n) => window.classwire.roster().length === n, everyone);
+    await waitFor(late, (n) => window.classwire.crowded() && window.classwire.users() === n, everyone);
+    const listed = await late.evaluate(() => window.classwire.listed());
+    assert.deepEqual(listed.sort(), [`crowd-0-${RUN}`, `crowd-${LIVE_MAX + 1}-${RUN}`].sort(), "a student lists the teachers and itself");
+    await late.getByTestId("roster-count").getByText(String(everyone)).waitFor(WAIT);
+    await late.getByTestId("roster-more").getByText(`and ${everyone - 2} more`).waitFor(WAIT);
+    // The late joiner's join is not in the log: the students who were there saw none.
+    const joins = await early[0].evaluate(() => window.classwire.applied().filter((e) => e.event === "join").map((e) => e.from));
+    assert.ok(!joins.includes(`crowd-${LIVE_MAX + 1}-${RUN}`), `a crowded join reached a student's log: ${joins}`);
+    await teacher.bringToFront();
+    await teacher.screenshot({ path: join(SHOTS, "teacher-crowded-roster.png") });
+    await late.close();
+    await waitFor(teacher, (n) => window.classwire.roster().length === n, everyone - 1);
+    for (const page of [teacher, ...early]) await page.close(); // their console problems are checked at the end
   });
 
   it("a student may not clear; the teacher ends the class and no page reconnects", async () => {

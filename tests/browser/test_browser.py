@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from classwire.settings import Limits
 from localcloud.cache import ReplicationGroup
 from localcloud.system import LocalSystem
 from localcloud.web_server import DemoWebServer
@@ -34,6 +35,9 @@ from localcloud.web_server import DemoWebServer
 HERE = Path(__file__).resolve().parent
 TEST_FILE = "classroom.browser.test.mjs"
 NODE_TIMEOUT_SECONDS = 300
+# A classroom of more than 3 users is crowded (LIVE_MAX in the test file), so a few pages show it; leaves are
+# announced at once, so a closed page leaves the teacher's roster while the test waits.
+BROWSER_LIMITS = Limits(presence_live_max_users=3, presence_grace_seconds=0)
 
 pytestmark = [
     pytest.mark.slow,
@@ -126,7 +130,7 @@ class Controls:
 def local_system() -> Iterator[tuple[str, str]]:
     """(demo page URL, control URL) of a running local system, wired as `localcloud.deploy` wires it."""
     with (
-        LocalSystem(key=secrets.token_urlsafe(48), redis="replicated") as system,
+        LocalSystem(key=secrets.token_urlsafe(48), redis="replicated", limits=BROWSER_LIMITS) as system,
         DemoWebServer(
             lambda user, classroom, role, name: system.token(user, classroom, role, name),
             system.websocket_url,

@@ -559,3 +559,37 @@ def test_the_user_comes_from_the_token_and_an_ack_must_match_the_event_too():
     claims = base64.urlsafe_b64encode(json.dumps({"sub": "zoe"}).encode()).rstrip(b"=").decode()
     client = ClasswireClient(url="ws://x", token=f"h.{claims}.s", classroom="c1")
     assert client.user_id == "zoe"
+
+
+# -- presence ----------------------------------------------------------------------------------------
+
+
+def test_occupancy_and_crowding_come_from_joins_pongs_rosters_and_presence_frames():
+    heard: list[dict] = []
+
+    async def scenario(client, network):
+        joined = event(1, event="join", data={"connections": 1, "users": 3, "crowded": False})
+        ws = await connected(client, network, [joined])
+        assert (client.users, client.crowded) == (3, False)
+        ws.deliver(event(2, event="join", data={"connections": 1, "users": 5, "crowded": True}))
+        await settle()
+        assert client.crowded
+        changes = [{"userId": "s6", "role": "student", "name": "S6", "present": True}]
+        ws.deliver({"type": "presence", "classroom": "c1", "users": 6, "crowded": True, "changes": changes})
+        ws.deliver({"type": "presence", "classroom": "c1", "users": 9, "changes": "not a list"})  # ignored
+        ws.deliver({"type": "pong", "ts": 0, "behind": 0, "last": 2, "epoch": E1, "users": True})  # no count
+        await settle()
+        assert [p["changes"] for p in heard] == [changes] and client.users == 6
+        ws.deliver({"type": "pong", "ts": 0, "behind": 0, "last": 2, "epoch": E1, "users": -3})  # no count
+        ws.deliver(
+            {"type": "pong", "ts": 0, "behind": 0, "last": 2, "epoch": E1, "users": 7, "crowded": False}
+        )
+        await settle()
+        assert (client.users, client.crowded) == (7, False)
+        asking = asyncio.ensure_future(client.who())
+        await settle()
+        ws.deliver({"type": "roster", "members": [], "more": False, "users": 4, "crowded": False})
+        await asking
+        assert (client.users, client.crowded) == (4, False)
+
+    play(scenario, on_presence=heard.append)

@@ -39,6 +39,10 @@ UNLIMITED = {
     "rate_burst": 10_000,
     "read_rate_per_second": 10_000,
     "read_rate_burst": 10_000,
+    # Leaves at once: these tests are of the log and the registry; the grace has tests of its own.
+    "presence_grace_seconds": 0,
+    # Never crowded: these tests read every join from the log; crowding has tests of its own.
+    "presence_live_max_users": 1_000_000,
 }
 
 
@@ -62,7 +66,7 @@ def sync(
 
 
 def roster_of(store: ClassroomStore, room: str) -> list[dict]:
-    return store.roster(reader(room))
+    return store.roster(reader(room)).connections
 
 
 def log_epoch(store: ClassroomStore, room: str) -> str:
@@ -243,9 +247,14 @@ def test_connections_per_user_are_counted(store):
     a1 = Member("c1", "room-1", "alice", "teacher", "Alice")
     a2 = Member("c2", "room-1", "alice", "teacher", "Alice")
     store.join(a1, 0)
-    second = json.loads(store.join(a2, 0).frames[0])
-    assert second["data"] == {"connections": 2}
-    assert json.loads(store.leave("room-1", ["c1"]).frames[0])["data"] == {"connections": 1}
+    store.join(a2, 0)  # announces nothing: alice is here already
+    assert [e["userId"] for e in roster_of(store, "room-1")] == ["alice", "alice"]
+    assert store.leave("room-1", ["c1"]).frames == []  # nor this: alice is still here
+    assert json.loads(store.leave("room-1", ["c2"]).frames[0])["data"] == {
+        "connections": 0,
+        "users": 0,
+        "crowded": False,
+    }
 
 
 def test_classrooms_are_isolated(store):
@@ -290,8 +299,8 @@ def test_a_report_records_how_far_behind_a_member_is_and_the_roster_shows_it(sto
         store.publish(teacher, f"m{n}", "chat", "1", True)
     last = 6  # three joins, three chats
     epoch = log_epoch(store, "room-1")
-    assert store.report(behind, last - 2, 340) == Report(last, 2, epoch)
-    assert store.report(teacher, last, None) == Report(last, 0, epoch)
+    assert store.report(behind, last - 2, 340) == Report(last, 2, epoch, users=3, crowded=False)
+    assert store.report(teacher, last, None) == Report(last, 0, epoch, users=3, crowded=False)
     roster = {m["userId"]: (m["lagMs"], m["behind"]) for m in roster_of(store, "room-1")}
     assert roster == {"user-0": (None, 0), "user-1": (340, 2), "user-2": (None, None)}
     # The telemetry hash lives as long as the connections it describes.
@@ -303,7 +312,7 @@ def test_a_client_ahead_of_the_log_is_not_behind(store):
     store.join(alice, 0)
     # It holds events a failover lost; its next sync resets it.
     epoch = log_epoch(store, "room-1")
-    assert store.report(alice, 99, 10) == Report(1, 0, epoch)
+    assert store.report(alice, 99, 10) == Report(1, 0, epoch, users=1, crowded=False)
 
 
 def test_stale_telemetry_is_ignored(store, redis_client):
@@ -347,7 +356,7 @@ def test_a_report_and_a_roster_are_one_round_trip_whatever_the_room_size(store, 
     roster_of(store, "room-1")
     epoch = log_epoch(store, "room-1")
     before = _calls(redis_client)
-    assert store.report(members[7], 995, 30) == Report(1000, 5, epoch)
+    assert store.report(members[7], 995, 30) == Report(1000, 5, epoch, users=1000, crowded=False)
     assert _calls(redis_client) - before == 1
     before = _calls(redis_client)
     roster = roster_of(store, "room-1")
@@ -510,7 +519,7 @@ def test_after_end_students_are_refused_until_a_teacher_reopens_the_class(store,
         store.join(late, 0)
     # A teacher reopening it does, and says so in the join.
     reopened = json.loads(store.join(member(9, role="teacher"), 0, reopen=True).frames[-1])
-    assert reopened["data"] == {"connections": 1, "reopened": True}
+    assert reopened["data"] == {"connections": 1, "reopened": True, "users": 3, "crowded": False}
     store.join(late, 0)
     assert store.publish(late, "m2", "chat", "1", True).status == "ok"
 
@@ -527,7 +536,7 @@ def test_an_ended_class_outlives_its_log(redis_client):
     # The `end` is in no log a client can read any more: a teacher starting the class again reopens it, and
     # says so, so that server and clients agree.
     join = json.loads(store.join(member(5, role="teacher"), 0).frames[-1])
-    assert join["data"] == {"connections": 1, "reopened": True}
+    assert join["data"] == {"connections": 1, "reopened": True, "users": 2, "crowded": False}
     store.join(member(1), 0)
 
 
@@ -581,7 +590,7 @@ def test_every_action_is_rate_limited_and_a_flood_is_told_to_go(redis_client):
     store.join(alice, 0)
     calls = [
         lambda: store.sync(alice, 0, "", "", 10, 10**9),
-        lambda: store.roster(alice),
+        lambda: store.roster(alice).connections,
         lambda: store.report(alice, 1, None),
         lambda: store.admit(alice),
     ]
@@ -706,3 +715,32 @@ def test_a_first_sync_ignores_an_end_trimmed_out_of_the_log(redis_client):
     store.publish(teacher, "new", "stroke", "2", True)
     page = sync(store, "room-1", 0, "", 200, 30_000)
     assert seqs(page.frames) == [cleared.seq, cleared.seq + 1] and page.reset
+
+
+def test_a_reconnect_within_the_grace_announces_nothing_and_a_user_gone_for_it_leaves(redis_client):
+    store = ClassroomStore(redis_client, limits(presence_grace_seconds=1))
+    alice, bob = member(1), member(2)
+    store.join(alice, 0)
+    store.join(bob, 0)
+    assert store.leave("room-1", [alice.connection_id]).frames == []  # not yet announced
+    again = Member("conn-room-1-1b", "room-1", alice.user_id, "student", "User 1")
+    assert store.join(again, 0).frames == []  # back within the grace: nothing at all
+    assert store.leave("room-1", [bob.connection_id]).frames == []
+    time.sleep(1.1)
+    # The next ping announces bob's leave (one user, its last connection gone for the grace).
+    store.report(alice := again, 0, None)
+    events = [json.loads(f) for f in sync(store, "room-1", 0, "", 200, 30_000).frames]
+    assert [(e["event"], e["from"]) for e in events][-1] == ("leave", "user-2")
+    assert [e["event"] for e in events].count("leave") == 1 and [e["event"] for e in events].count(
+        "join"
+    ) == 2
+
+
+def test_a_users_second_connection_announces_no_second_join(redis_client):
+    store = ClassroomStore(redis_client, limits())
+    alice = member(1)
+    assert len(store.join(alice, 0).frames) == 1
+    tab = Member("conn-room-1-tab", "room-1", alice.user_id, "student", "User 1")
+    assert store.join(tab, 0).frames == []
+    assert store.leave("room-1", [tab.connection_id]).frames == []
+    assert len(store.leave("room-1", [alice.connection_id]).frames) == 1  # the last one out

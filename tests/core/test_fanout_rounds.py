@@ -486,7 +486,8 @@ def test_a_strangers_bare_ping_takes_no_round_and_a_refused_rerun_hands_its_leas
     assert redis_client.get(f"cw:{{{ROOM}}}:flusher") is None  # left for a member to take
     # A rerun (the same lease token) refused after its first run took the round: the lease goes back.
     redis_client.set(f"cw:{{{ROOM}}}:flusher", "token", px=60_000)
-    store._lease = lambda: ("token", 10_000, 200, 4 * FRAME_LIMIT_BYTES)  # type: ignore[method-assign]
+    rest = store._lease()[1:]
+    store._lease = lambda: ("token", *rest)  # type: ignore[method-assign]
     assert store.publish(stranger, "x", "chat", "1", True).status == "not_member"
     assert redis_client.get(f"cw:{{{ROOM}}}:flusher") is None
     core.handle(member(1), json.dumps({"action": "ping"}))

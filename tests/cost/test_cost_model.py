@@ -87,6 +87,7 @@ def synthetic_profile(**changes):
         "ping_interval_seconds": 60,
         "reconnects_per_connection_hour": 0,
         "reconnect_gap_seconds": 5,
+        "reconnects_within_grace": 0.75,
         "stroke_coalescing_factor": 1,
         "events": {
             "chat": {"per_member_per_second": 0.01, "data_bytes": 20},

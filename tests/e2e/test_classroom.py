@@ -93,9 +93,30 @@ def test_roster_and_presence(members, classroom):
             }
             assert all("connectionId" not in json.dumps(m) for m in roster)
             await student.close()
-            # $disconnect runs after the socket is gone (a cold execution environment can take seconds here).
-            await eventually(teacher, lambda: ("sam", "leave", {"connections": 0}) in persistent(teacher))
-            assert [m["userId"] for m in await teacher.who()] == ["tina"]
+            # $disconnect runs after the socket is gone (a cold execution environment can take seconds here);
+            # the roster shows it at once, the room is told only once the grace passes without a reconnect.
+            deadline = asyncio.get_running_loop().time() + 15
+            while [m["userId"] for m in await teacher.who()] != ["tina"]:
+                assert asyncio.get_running_loop().time() < deadline, "sam still in the roster"
+                await asyncio.sleep(0.2)
+            assert [e for e in persistent(teacher) if e[:2] == ("sam", "leave")] == []
+
+    run(scenario())
+
+
+def test_a_reconnect_within_the_grace_announces_nothing(members, classroom):
+    async def scenario():
+        async with members() as room:
+            teacher = await room.join("tina", classroom, "teacher")
+            student = await room.join("sam", classroom)
+            await teacher.catch_up()
+            before = persistent(teacher)
+            assert student._ws is not None
+            await student._ws.close()  # dropped (Wi-Fi, API Gateway's 2-hour close): the client reconnects
+            await asyncio.sleep(2.0)
+            ack = await student.send("chat", {"text": "back"})
+            await teacher.wait_for_seq(ack["seq"])
+            assert persistent(teacher) == [*before, ("sam", "chat", {"text": "back"})]
 
     run(scenario())
 

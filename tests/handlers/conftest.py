@@ -25,6 +25,8 @@ def stub(redis_client, redis_url, monkeypatch):
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS[1])
         monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
         monkeypatch.setenv("AWS_REGION", TEST_REGION)
+        # Leaves at once: these tests are of the handlers; the presence grace has tests of its own.
+        monkeypatch.setenv("CLASSWIRE_PRESENCE_GRACE_SECONDS", "0")
         # Settings are validated as a whole; these handlers never read the secret.
         monkeypatch.setenv(
             "CLASSWIRE_JWT_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:jwt"

@@ -224,7 +224,12 @@ def test_only_a_teachers_explicit_reopen_reopens_an_ended_class(stub, redis_clie
     event = connect_event(opener)
     event["queryStringParameters"]["reopen"] = "1"
     assert connect.handler(event, LambdaContext()) == {"statusCode": 200}
-    assert logged(redis_client, "join")[-1]["data"] == {"connections": 3, "reopened": True}
+    assert logged(redis_client, "join")[-1]["data"] == {
+        "connections": 3,
+        "reopened": True,
+        "users": 2,
+        "crowded": False,
+    }
     assert connect_as(LATECOMER) == {"statusCode": 200}
 
 

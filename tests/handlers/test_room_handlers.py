@@ -208,9 +208,9 @@ def test_a_bare_ping_costs_one_redis_call_its_rate_check_and_records_nothing(stu
 
 def test_who_shows_each_users_lag_and_never_a_connection_id(stub):
     second_tab = Caller("T2cOnn3ct10nId=", "tina", "teacher", "room-1", "Tina")
-    join(TEACHER, second_tab, STUDENT)  # seq 1..3
-    send(TEACHER, {"action": "ping", "seq": 3, "lagMs": 40})
-    send(second_tab, {"action": "ping", "seq": 2, "lagMs": 900})
+    join(TEACHER, second_tab, STUDENT)  # seq 1..2: tina's second tab announces nothing
+    send(TEACHER, {"action": "ping", "seq": 2, "lagMs": 40})
+    send(second_tab, {"action": "ping", "seq": 1, "lagMs": 900})
     body = send(TEACHER, {"action": "who"})["body"]
     roster = {m["userId"]: m for m in json.loads(body)["members"]}
     # A user's lag is its worst connection's; a member that never reported is unknown.

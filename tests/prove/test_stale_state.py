@@ -18,6 +18,16 @@ from tests.prove.harness import connection_ids, member
 TWO_HOURS_MS = 2 * 3600 * 1000
 
 
+def redis_ms(redis_client) -> int:
+    seconds, micros = redis_client.time()
+    return seconds * 1000 + micros // 1000
+
+
+def away(redis_client, room: str) -> list[str]:
+    """Users whose last connection went and whose leave waits for the presence grace."""
+    return [user.decode() for user in redis_client.zrange(f"cw:{{{room}}}:away", 0, -1)]
+
+
 def roster(members: list[dict]) -> dict[str, int]:
     return {entry["userId"]: entry["connections"] for entry in members}
 
@@ -71,8 +81,11 @@ def test_connections_that_vanish_without_disconnect_are_pruned(system, figures):
         redis_client.zadd(f"cw:{{{idle_room}}}:members", {eve_connection: now_ms - 1})
         await asyncio.to_thread(system.start_gateway)
 
-        # amy and ben reconnect: their joins fan out to the three old connections, get 410, prune them.
+        # amy and ben reconnect (announcing nothing: each one's old connection is still on record), and amy's
+        # next event fans out to the three old connections, gets 410 and prunes them.
         started = time.monotonic()
+        await amy.client.catch_up()
+        await amy.client.send("chat", {"text": "anyone there?"})
 
         async def pruned():
             current = set(connection_ids(redis_client, room))
@@ -84,22 +97,34 @@ def test_connections_that_vanish_without_disconnect_are_pruned(system, figures):
         )
         figures.record("stale", "410 prune: time to clean roster", round(time.monotonic() - started, 2), "s")
         assert members == {"amy": 1, "ben": 1}
+        # cat's leave is announced once the presence grace has passed (a reconnect would have cancelled it),
+        # by the next write or ping: its grace passes at once, and amy writes.
+        assert away(redis_client, room) == ["cat"]
+        redis_client.zadd(f"cw:{{{room}}}:away", {"cat": redis_ms(redis_client) - 1})
+        said = await amy.client.send("chat", {"text": "cat has gone"})
         await amy.client.catch_up()
         leaves = [e for e in amy.client.events if e["event"] == "leave"]
         assert [e["from"] for e in leaves].count("cat") == 1
-        assert any(e["from"] == "cat" and e["data"] == {"connections": 0} for e in leaves)
+        [cat_left] = [e for e in leaves if e["from"] == "cat"]
+        assert cat_left["data"]["connections"] == 0 and cat_left["seq"] + 1 == said["seq"]
 
-        # eve's expired record is pruned by the next write in its classroom, before anything is posted to it:
-        # the leave is appended by the same script as fay's join, immediately before it.
+        # eve's expired record is pruned by the next write in its classroom, before anything is posted to it
+        # (by the same script as fay's join); her leave follows the grace, appended by the next write then.
         fay = member(system, "fay", idle_room)
         await fay.client.start()
-        await fay.client.catch_up()
-        by_kind = {(e["event"], e["from"]): e for e in fay.client.events}
-        assert by_kind[("leave", "eve")]["seq"] + 1 == by_kind[("join", "fay")]["seq"]
         assert roster(await fay.client.who()) == {"fay": 1}
         assert connection_ids(redis_client, idle_room) != [eve_connection]
+        assert away(redis_client, idle_room) == ["eve"]
+        redis_client.zadd(f"cw:{{{idle_room}}}:away", {"eve": redis_ms(redis_client) - 1})
+        said = await fay.client.send("chat", {"text": "hello"})
+        await fay.client.catch_up()
+        by_kind = {(e["event"], e["from"]): e for e in fay.client.events}
+        assert by_kind[("leave", "eve")]["seq"] + 1 == said["seq"]
         figures.record(
-            "stale", "TTL prune: expired record removed by the next write", 1, note="leave seq = join seq - 1"
+            "stale",
+            "TTL prune: expired record removed by the next write",
+            1,
+            note="leave seq = next write - 1",
         )
         for held in (amy, ben, fay):
             await held.client.close()

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from classwire.settings import Limits
 from localcloud.gateway import GatewayThread
 from localcloud.lambda_runtime import LambdaRuntime
 from localcloud.system import LocalSystem
@@ -17,7 +18,8 @@ from localcloud.system import LocalSystem
 def system(tmp_path_factory):
     """The whole local system; every function's stdout/stderr goes to `<log_dir>/<function>.log`."""
     log_dir = tmp_path_factory.mktemp("lambda-logs")
-    with LocalSystem(key=secrets.token_urlsafe(48)) as local:
+    # Leaves are announced at once (no presence grace), so the suite sees them while it runs.
+    with LocalSystem(key=secrets.token_urlsafe(48), limits=Limits(presence_grace_seconds=0)) as local:
         # The runtime opens a function's log when its first worker starts, i.e. on first invocation.
         _runtime(local).log_dir = log_dir
         yield local

@@ -289,8 +289,9 @@ def test_connection_ids_never_reach_a_member(system):
                 await peer.request({"action": "who"})
                 await peer.request({"action": "ping", "seq": 1})
                 await peer.request({"action": "dance"})  # an error frame too
-            await second_tab.close()
-            rooms.peers.remove(second_tab)
+            for gone in (second_tab, students[1]):  # a user's second tab, and a user's only connection
+                await gone.close()
+                rooms.peers.remove(gone)
             await settle(rooms)
             await teacher.request({"action": "sync", "since": 0})  # the leave event, via sync as well
             frames = [frame for peer in everyone for frame in peer.frames]

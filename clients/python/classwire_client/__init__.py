@@ -34,6 +34,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 log = logging.getLogger("classwire.client")
 MAX_LAG_MS = 24 * 3600 * 1000  # the server refuses a larger lagMs (a broken clock, not a lag)
 RECENT_EIDS = 4096  # eids kept per seq to spot a same-seq, different-event divergence
+# An occupancy outside 0..this is not believed (a broken or hostile server).
+MAX_USERS = 1_000_000
 WHO_RETRIES = 3  # a roster page with no reply (or a refused one) is asked again this many times
 RETRYABLE = ("rate_limited", "internal")
 EXPIRED = "may or may not have been appended; look for its id in the log"
@@ -103,6 +105,8 @@ class ClasswireClient:
     on_event: Callable[[dict], None] | None = None
     on_volatile: Callable[[dict], None] | None = None
     on_reset: Callable[[], None] | None = None
+    # A teacher's connection to a crowded classroom gets students' joins and leaves here (README, "Presence").
+    on_presence: Callable[[dict], None] | None = None
     gap_timeout: float = 0.3
     ack_timeout: float = 10.0
     ping_interval: float = 300.0  # keep-alive: API Gateway closes a connection idle for 10 minutes
@@ -128,6 +132,10 @@ class ClasswireClient:
     lag_ms: float | None = None  # smoothed (receive time - event ts) of live events; None until measured
     behind: int | None = None  # events this client had not applied, per the last telemetry pong
     ended: bool = False
+    users: int | None = None  # the classroom's occupancy, as last heard (pong, roster, join, leave, presence)
+    # Students' joins and leaves are not in the log (they go to teachers in `presence` frames): a roster
+    # built from join and leave events is incomplete, and `who` is the one to read.
+    crowded: bool = False
 
     def __post_init__(self) -> None:
         self.user_id = self.user_id or token_subject(self.token)  # recognises this user's acknowledgements
@@ -205,6 +213,7 @@ class ClasswireClient:
             after = ""
             while True:
                 page = await self._who_page(after)
+                self._heard_presence(page)
                 members += page.get("members") or []
                 if not page.get("more"):
                     return members
@@ -527,6 +536,12 @@ class ClasswireClient:
             await self._on_error(frame)
         elif kind == "pong":
             self._on_pong(frame)
+        elif kind == "presence":
+            changes = frame.get("changes")
+            if isinstance(changes, list):
+                self._heard_presence(frame)
+                if self.on_presence:
+                    self.on_presence(frame)
         if (self.last_seq, self.stats.resets) != applied:
             async with self._applied_event:
                 self._applied_event.notify_all()
@@ -543,7 +558,16 @@ class ClasswireClient:
         else:
             log.info("error frame: %s", frame)
 
+    def _heard_presence(self, frame: dict) -> None:
+        """Occupancy and crowding from a pong, roster page, presence frame or a join or leave's data."""
+        users, crowded = frame.get("users"), frame.get("crowded")
+        if isinstance(users, int) and not isinstance(users, bool) and 0 <= users <= MAX_USERS:
+            self.users = users
+        if isinstance(crowded, bool):
+            self.crowded = crowded
+
     def _on_pong(self, pong: dict) -> None:
+        self._heard_presence({"users": pong.get("users"), "crowded": pong.get("crowded")})
         behind, last, epoch = pong.get("behind"), pong.get("last"), pong.get("epoch") or ""
         if isinstance(behind, int):
             self.behind = behind
@@ -640,6 +664,8 @@ class ClasswireClient:
             self._end_open = True
         elif kind == "join" and (event.get("data") or {}).get("reopened") is True:
             self._end_open = False  # only a teacher's explicit reopen lifts an `end`
+        if kind in ("join", "leave") and isinstance(event.get("data"), dict):
+            self._heard_presence(event["data"])
         if self.on_event:
             self.on_event(event)
         # A live `end` ends at once; one from a sync is judged when it is done (a reopening join may follow).
