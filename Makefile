@@ -80,8 +80,8 @@ apply: ## Apply exactly the saved plan of `make plan` (CI applies the plan it re
 
 ifeq ($(ENV),local)
 # Straight from make (no `uv run` between them), so that the deploy ends with make however make ends.
-deploy: install ## Deploy ENV: local runs the whole system here until Ctrl-C; others plan, ask, then apply that plan
-	$(UV_PROJECT_ENVIRONMENT)/bin/python -m localcloud.deploy
+deploy: install ## Deploy ENV: local runs the whole system here until Ctrl-C (REDIS=cluster: on a Redis Cluster); others plan, ask, then apply that plan
+	$(UV_PROJECT_ENVIRONMENT)/bin/python -m localcloud.deploy --redis $(or $(REDIS),single)
 else
 # Three steps in one recipe, so no `make -j` runs the apply beside (or before) its plan.
 deploy:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import redis
+import redis.cluster
 
 from classwire_infra.config import DEFAULT_EVICTION_POLICY
 from localcloud import free_port, processes
@@ -251,6 +252,127 @@ class ReplicationGroup:
         self.replica.stop()
 
     def __enter__(self) -> ReplicationGroup:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class ShardedCluster:
+    """A real Redis Cluster on loopback, the stand-in for ElastiCache's cluster mode: `shards` primaries with
+    `replicas` each, joined by `redis-cli --cluster create` (which spreads the 16,384 slots evenly).
+    `url` is one node's; a cluster client discovers the rest from it."""
+
+    CLUSTER_CONFIG: ClassVar[list[str]] = [
+        "cluster-enabled yes",
+        "cluster-config-file nodes.conf",
+        "cluster-node-timeout 2000",
+        *ReplicationGroup.REPLICATION_CONFIG,
+    ]
+
+    def __init__(self, shards: int = 3, replicas: int = 1):
+        if shards < 3:
+            raise ValueError("redis-cli --cluster create needs at least 3 primaries")
+        # The cluster bus port on its own free port (by default it is the port + 10,000, past 65,535 for a
+        # high ephemeral one).
+        self.nodes = [
+            RedisServer(extra=[*self.CLUSTER_CONFIG, f"cluster-port {free_port()}"])
+            for _ in range(shards * (1 + replicas))
+        ]
+        self.shards, self.replicas = shards, replicas
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> ShardedCluster:
+        try:
+            for node in self.nodes:
+                node.start()
+            cli = shutil.which("redis-cli")
+            if cli is None:
+                raise RuntimeError("redis-cli is not installed: run `make install`")
+            addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+            subprocess.run(
+                [
+                    cli,
+                    "--cluster",
+                    "create",
+                    *addresses,
+                    "--cluster-replicas",
+                    str(self.replicas),
+                    "--cluster-yes",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Returns once every node that answers says the cluster is up and every slot is served (a node
+        stopped for a test answers nothing)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            texts = []
+            for node in self.nodes:
+                try:
+                    info = redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=0.5).execute_command(
+                        "CLUSTER", "INFO"
+                    )
+                except (redis.ConnectionError, redis.TimeoutError):
+                    continue
+                texts.append(info.decode() if isinstance(info, bytes) else str(info))
+            if texts and all("cluster_state:ok" in t and "cluster_slots_ok:16384" in t for t in texts):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the cluster did not come up")
+
+    def client(self) -> redis.cluster.RedisCluster:
+        return redis.cluster.RedisCluster(host="127.0.0.1", port=self.nodes[0].port, socket_timeout=5)
+
+    def primaries(self) -> list[RedisServer]:
+        return [n for n in self.nodes if _replication_info(n).get("role") == "master"]
+
+    def shards_of(self, classrooms: list[str]) -> list[tuple[RedisServer, str]]:
+        """(the primary serving it, classroom) for the first classroom found on each shard."""
+        client = self.client()
+        try:
+            by_port: dict[int, str] = {}
+            for classroom in classrooms:
+                node = client.get_node_from_key(f"cw:{{{classroom}}}:meta")
+                by_port.setdefault(int(node.port), classroom)
+        finally:
+            client.close()
+        primaries = {n.port: n for n in self.nodes}
+        return [(primaries[port], classroom) for port, classroom in by_port.items()]
+
+    def wait_promoted(self, node: RedisServer, timeout: float = 30.0) -> None:
+        """Returns once `node` is a primary and the nodes that answer agree the cluster is up."""
+        deadline = time.monotonic() + timeout
+        while _replication_info(node).get("role") != "master":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the node on port {node.port} was not promoted")
+            time.sleep(0.05)
+        self.wait_ready(max(1.0, deadline - time.monotonic()))
+
+    def primary_and_replica(self, primary: RedisServer) -> tuple[RedisServer, RedisServer]:
+        """A primary and its (first) replica."""
+        for node in self.nodes:
+            info = _replication_info(node)
+            if info.get("role") == "slave" and int(info.get("master_port", 0)) == primary.port:
+                return primary, node
+        raise RuntimeError(f"no replica of the primary on port {primary.port}")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> ShardedCluster:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -198,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--web-port", type=int, default=int(os.environ.get("CLASSWIRE_LOCAL_WEB_PORT", DEFAULT_WEB_PORT))
     )
+    parser.add_argument(
+        "--redis",
+        choices=("single", "cluster"),
+        default="single",
+        help="one redis-server, or a Redis Cluster of 3 primaries and 3 replicas (make deploy REDIS=cluster)",
+    )
     args = parser.parse_args(argv)
     processes.end_with_parent()  # a SIGKILLed `make deploy` stops this deploy, and so everything it started
 
@@ -219,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             deploy=apply_stack(prepared, timings, say),
             issuer=config.jwt.issuer,
             audience=config.jwt.audience,
+            redis=args.redis,
         )
         with (
             system,
@@ -236,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"  demo page      {web.url}  (open two windows: one teacher, one student)\n"
                 f"  WebSocket API  {system.websocket_url}?token=<JWT>&classroom=<id>\n"
                 f"  @connections   {system.management_endpoint}\n"
-                f"  AWS emulator   {system.aws.endpoint}   Redis {system.redis.url}\n"
+                f"  AWS emulator   {system.aws.endpoint}   Redis {system.redis.url}"
+                f"{' (a cluster: 3 primaries, 3 replicas)' if args.redis == 'cluster' else ''}\n"
                 f"  a token:       make token USER=alice CLASSROOM=demo ROLE=teacher\n"
                 f"Ctrl-C stops everything.",
                 flush=True,

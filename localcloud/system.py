@@ -20,7 +20,7 @@ import redis as redis_py
 from classwire.settings import JwtSettings, Limits, RedisSettings, Settings
 from classwire_infra.paths import ROOT
 from localcloud import free_port
-from localcloud.cache import RedisServer, ReplicationGroup
+from localcloud.cache import RedisServer, ReplicationGroup, ShardedCluster
 from localcloud.emulator import REGION, AwsEmulator
 from localcloud.gateway import GatewayProcess, GatewayQuotas, GatewayThread, PostFaults
 from localcloud.manifest import Manifest
@@ -66,9 +66,9 @@ class LocalSystem:
         post_faults: PostFaults | None = None,
         limits: Limits | None = None,
     ):
-        if redis not in ("single", "replicated") or gateway not in ("thread", "process"):
+        if redis not in ("single", "replicated", "cluster") or gateway not in ("thread", "process"):
             raise ValueError(
-                f"redis must be single|replicated and gateway thread|process, got {redis}, {gateway}"
+                f"redis must be single|replicated|cluster and gateway thread|process, got {redis}, {gateway}"
             )
         self.manifest = manifest
         self.code = code
@@ -86,7 +86,7 @@ class LocalSystem:
         self.redis_faults = redis_faults
         self.post_faults = post_faults
         self.limits = limits or Limits()
-        self.redis: RedisServer | ReplicationGroup | None = None
+        self.redis: RedisServer | ReplicationGroup | ShardedCluster | None = None
         self.redis_proxy: RedisFaultProxy | None = None
         self.aws: AwsEmulator | None = None
         self._gateway: GatewayThread | GatewayProcess | None = None
@@ -97,6 +97,10 @@ class LocalSystem:
         try:
             if self.redis_mode == "replicated":
                 self.redis = self._stack.enter_context(ReplicationGroup())
+            elif self.redis_mode == "cluster":
+                if self.redis_faults is not None:
+                    raise ValueError("the Redis fault proxy stands in front of one node, not a cluster")
+                self.redis = self._stack.enter_context(ShardedCluster())
             else:
                 self.redis = self._stack.enter_context(RedisServer())
             if self.redis_faults is not None:
@@ -108,7 +112,7 @@ class LocalSystem:
             secret_arn = self._store_signing_key()
             if self.manifest is None:
                 settings = Settings(
-                    redis=RedisSettings(url=self.redis.url),
+                    redis=RedisSettings(url=self.redis.url, cluster=self.redis_mode == "cluster"),
                     jwt=JwtSettings(algorithms=("HS256",), secret_arn=secret_arn),
                     limits=self.limits,
                 ).validate()
@@ -165,8 +169,11 @@ class LocalSystem:
         return self._gateway.gateway.management_endpoint
 
     def redis_client(self) -> redis_py.Redis:
-        """A client of the current primary (through the primary endpoint when replicated)."""
+        """A client of the current primary (through the primary endpoint when replicated; of the whole
+        cluster, routing each command to its key's shard, in cluster mode)."""
         assert self.redis is not None
+        if isinstance(self.redis, ShardedCluster):
+            return self.redis.client()  # type: ignore[return-value]  # the same commands, routed
         return redis_py.Redis.from_url(self.redis.url, socket_timeout=5)
 
     # -- faults ----------------------------------------------------------------------------------
@@ -236,6 +243,7 @@ class LocalSystem:
         return {
             # The replication group's primary endpoint is, on this machine, this redis-server.
             "CLASSWIRE_REDIS_URL": self.redis_proxy.url if self.redis_proxy else self.redis.url,
+            "CLASSWIRE_REDIS_CLUSTER": "true" if self.redis_mode == "cluster" else "false",
             "AWS_ENDPOINT_URL": self.aws.endpoint,
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,

@@ -18,6 +18,7 @@ from classwire.settings import Settings
 
 if TYPE_CHECKING:
     import redis
+    import redis.cluster
 
     from classwire.auth import TokenVerifier
     from classwire.classroom import ClassroomService
@@ -48,8 +49,9 @@ def settings() -> Settings:
 
 
 @functools.cache
-def redis_client() -> redis.Redis:
+def redis_client() -> redis.Redis | redis.cluster.RedisCluster:
     import redis
+    import redis.cluster
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
     from redis.retry import Retry
@@ -60,16 +62,20 @@ def redis_client() -> redis.Redis:
         from classwire.redis_iam import IamAuthTokenProvider  # botocore only where IAM auth is used
 
         credential_provider = IamAuthTokenProvider(config.user, config.cache_name)
+    # A failover moves the primary endpoint (or, in a cluster, a shard's primary): a connection error or
+    # READONLY reply means reconnect (which re-resolves it) and try again. Every script is safe to repeat.
+    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), retries=6)
+    options = {
+        "credential_provider": credential_provider,
+        "socket_timeout": 2,
+        "socket_connect_timeout": 2,
+        "health_check_interval": 30,
+    }
+    if config.cluster:
+        # The cluster client follows MOVED and ASK replies and refreshes its slot map after a failover.
+        return redis.cluster.RedisCluster.from_url(config.url, retry=retry, **options)
     return redis.Redis.from_url(
-        config.url,
-        credential_provider=credential_provider,
-        socket_timeout=2,
-        socket_connect_timeout=2,
-        health_check_interval=30,
-        # A failover moves the primary endpoint: a connection error or READONLY reply means reconnect
-        # (which re-resolves the endpoint) and try again. Every script is safe to repeat.
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), retries=6),
-        retry_on_error=[ConnectionError, TimeoutError, ReadOnlyError],
+        config.url, retry=retry, retry_on_error=[ConnectionError, TimeoutError, ReadOnlyError], **options
     )
 
 

@@ -156,6 +156,9 @@ class RedisSettings:
     auth: str = "none"
     user: str = ""
     cache_name: str = ""
+    # A Redis Cluster (ElastiCache cluster mode): `url` is its configuration endpoint, and each script goes
+    # to its classroom's shard.
+    cluster: bool = False
 
     def validate(self) -> None:
         if not self.url.startswith(("redis://", "rediss://")):
@@ -215,6 +218,7 @@ _VARIABLES: dict[str, str] = {
     "CLASSWIRE_REDIS_AUTH": "redis.auth",
     "CLASSWIRE_REDIS_USER": "redis.user",
     "CLASSWIRE_REDIS_CACHE_NAME": "redis.cache_name",
+    "CLASSWIRE_REDIS_CLUSTER": "redis.cluster",
     "CLASSWIRE_JWT_ALGORITHMS": "jwt.algorithms",
     "CLASSWIRE_JWT_SECRET_ARN": "jwt.secret_arn",
     "CLASSWIRE_JWT_JWKS_URL": "jwt.jwks_url",

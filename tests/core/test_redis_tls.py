@@ -44,7 +44,9 @@ def test_runtime_client_speaks_tls(tls_redis, monkeypatch):
         store = runtime.classroom_store()
         published = store.join(Member("c1", "room-1", "alice", "teacher"), 0)
         assert len(published.frames) == 1
-        assert runtime.redis_client().connection_pool.connection_class.__name__ == "SSLConnection"
+        client = runtime.redis_client()
+        assert isinstance(client, redis.Redis)  # not a cluster: CLASSWIRE_REDIS_CLUSTER is unset
+        assert client.connection_pool.connection_class.__name__ == "SSLConnection"
     finally:
         runtime.reset()
 
