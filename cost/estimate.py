@@ -762,7 +762,8 @@ def _cache_fit(
     frame_bytes: float,
     sends: float,
 ) -> list[str]:
-    """Whether every classroom's retained log fits one node (each replica holds a full copy)."""
+    """Whether every classroom's retained log fits the shards' primaries (each replica holds a full copy of
+    its shard; classrooms spread evenly over the shards)."""
     per_day = events_per_room * profile.hours_per_day * 3600
     retained = min(stack.log_max_events, per_day, events_per_room * stack.log_max_age_seconds)
     needed = (
@@ -772,7 +773,7 @@ def _cache_fit(
     memory = prices.node_memory_gib.get(stack.cache_node_type)
     if memory is None:
         return [f"no memory size known for {stack.cache_node_type}; the cache fit was not checked"]
-    usable = memory * GIB * CACHE_USABLE_MEMORY
+    usable = memory * GIB * CACHE_USABLE_MEMORY * stack.cache_shards
     if needed > usable:
         return [
             f"{stack.cache_node_type} does not fit this profile: the classroom logs ({profile.classrooms} x "

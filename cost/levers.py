@@ -172,4 +172,5 @@ def small_shape(stack: StackFacts) -> StackFacts:
         public_ipv4=nats,
         cache_node_type=node,
         cache_nodes=2,
+        cache_shards=1,
     )

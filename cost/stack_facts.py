@@ -44,6 +44,7 @@ class StackFacts:
     cache_node_type: str
     cache_nodes: int
     cache_engine: str
+    cache_shards: int  # 1 with cluster mode off
     functions: dict[str, FunctionFacts]
     access_log_retention_days: int | None
     access_log_format: dict[str, str]
@@ -119,7 +120,8 @@ class StackFacts:
             nat_gateways=len(block("aws_nat_gateway")),
             public_ipv4=len(block("aws_eip")),
             cache_node_type=groups[0]["node_type"],
-            cache_nodes=int(groups[0].get("num_cache_clusters", 1)),
+            cache_nodes=_cache_nodes(groups[0]),
+            cache_shards=int(groups[0].get("num_node_groups") or 1),
             cache_engine=groups[0].get("engine", "redis"),
             functions=functions,
             access_log_retention_days=retention(access.get("destination_arn")),
@@ -146,6 +148,13 @@ class StackFacts:
             stage_rate_limit=float(route_settings.get("throttling_rate_limit", 0.0)),
             stage_burst_limit=int(route_settings.get("throttling_burst_limit", 0)),
         )
+
+
+def _cache_nodes(group: dict) -> int:
+    """Nodes of the replication group: each shard's primary and replicas in cluster mode."""
+    if group.get("num_node_groups"):
+        return int(group["num_node_groups"]) * (int(group.get("replicas_per_node_group", 0)) + 1)
+    return int(group.get("num_cache_clusters", 1))
 
 
 def _json_or_empty(text: str | None) -> dict[str, str]:

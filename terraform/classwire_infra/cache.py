@@ -1,5 +1,6 @@
-"""Cache: the ElastiCache Redis 7 replication group (cluster mode off) holding the connection registry and
-the classroom logs, with a replica in another AZ, TLS, encryption at rest and IAM authentication.
+"""Cache: the ElastiCache Redis 7 replication group holding the connection registry and the classroom logs,
+with replicas in other AZs, TLS, encryption at rest and IAM authentication; in cluster mode (`shards` > 0)
+the classrooms spread over that many shards, each a primary and its replicas.
 
 With IAM authentication there is no password anywhere: a Lambda signs a 15-minute token with its role
 (`classwire.redis_iam`), and ElastiCache checks `elasticache:Connect` on both the group and the user.
@@ -26,7 +27,8 @@ REDIS_PORT = 6379
 class Cache(Construct):
     """Props: network placement, size, failover, snapshots, auth, key.
 
-    Attributes: `replication_group_id`, `replication_group_arn`, `url` (rediss://primary:6379),
+    Attributes: `replication_group_id`, `replication_group_arn`, `url` (rediss://primary:6379, or the
+    configuration endpoint in cluster mode),
     `primary_endpoint`, `member_cluster_ids`, `user_id`/`user_arn` (IAM user, None without auth),
     `client_security_group_id` (the only group admitted on 6379).
     """
@@ -42,6 +44,7 @@ class Cache(Construct):
         availability_zones: tuple[str, ...],
         node_type: str,
         replicas: int,
+        shards: int,
         automatic_failover: bool,
         engine_version: str,
         parameter_family: str,
@@ -104,7 +107,14 @@ class Cache(Construct):
             family=parameter_family,
             description=f"{prefix} Redis parameters",
             # Evicting (the config says why) rather than refusing every write of every classroom when full.
-            parameter=[ElasticacheParameterGroupParameter(name="maxmemory-policy", value=maxmemory_policy)],
+            parameter=[
+                ElasticacheParameterGroupParameter(name="maxmemory-policy", value=maxmemory_policy),
+                *(
+                    [ElasticacheParameterGroupParameter(name="cluster-enabled", value="yes")]
+                    if shards
+                    else []
+                ),
+            ],
         )
 
         self.user_id: str | None = None
@@ -144,6 +154,19 @@ class Cache(Construct):
             user_group_ids = [user_group.user_group_id]
 
         node_count = replicas + 1
+        layout: dict = (
+            # Cluster mode: ElastiCache spreads each shard's nodes over the subnet group's AZs.
+            {"cluster_mode": "enabled", "num_node_groups": shards, "replicas_per_node_group": replicas}
+            if shards
+            else {
+                "num_cache_clusters": node_count,
+                # The primary in the first AZ and each replica in the next one round-robin, so a replica is
+                # always in another AZ than the primary.
+                "preferred_cache_cluster_azs": [
+                    availability_zones[i % len(availability_zones)] for i in range(node_count)
+                ],
+            }
+        )
         self.replication_group = ElasticacheReplicationGroup(
             self,
             "replication_group",
@@ -153,12 +176,7 @@ class Cache(Construct):
             engine_version=engine_version,
             node_type=node_type,
             port=REDIS_PORT,
-            num_cache_clusters=node_count,
-            # The primary in the first AZ and each replica in the next one round-robin, so a replica is always
-            # in another AZ than the primary.
-            preferred_cache_cluster_azs=[
-                availability_zones[i % len(availability_zones)] for i in range(node_count)
-            ],
+            **layout,
             automatic_failover_enabled=automatic_failover,
             multi_az_enabled=automatic_failover,
             subnet_group_name=subnet_group.name,
@@ -175,8 +193,17 @@ class Cache(Construct):
         )
         self.replication_group_id: str = self.replication_group.id
         self.replication_group_arn: str = self.replication_group.arn
-        self.primary_endpoint: str = self.replication_group.primary_endpoint_address
+        self.primary_endpoint: str = (
+            self.replication_group.configuration_endpoint_address
+            if shards
+            else self.replication_group.primary_endpoint_address
+        )
         self.url = f"rediss://{self.primary_endpoint}:{REDIS_PORT}"
-        # Cluster mode off: member clusters are named <group>-001, -002, ... (CloudWatch's CacheClusterId).
-        self.member_cluster_ids = [f"{prefix}-{i + 1:03d}" for i in range(node_count)]
+        # Member clusters (CloudWatch's CacheClusterId) are <group>-001, -002, ..., and in cluster mode
+        # <group>-<shard 0001..>-<node 001..>.
+        self.member_cluster_ids = (
+            [f"{prefix}-{s + 1:04d}-{n + 1:03d}" for s in range(shards) for n in range(node_count)]
+            if shards
+            else [f"{prefix}-{i + 1:03d}" for i in range(node_count)]
+        )
         self.client_security_group_id: str = self.client_security_group.id

@@ -91,6 +91,10 @@ class EnvConfig:
     redis_replicas: int
     redis_automatic_failover: bool
     redis_snapshot_retention_days: int
+    # ElastiCache cluster mode: the classrooms spread over this many shards, each a primary with
+    # `redis_replicas` replicas (a classroom's keys share its hash tag, so it lives on one shard). 0: cluster
+    # mode off, one primary holds every classroom.
+    redis_shards: int = 0
     # ElastiCache RBAC with IAM authentication (no password anywhere); False only for the local cloud,
     # whose plain redis-server has no users.
     redis_iam_auth: bool = True
@@ -178,7 +182,7 @@ class EnvConfig:
 
     @property
     def redis_node_count(self) -> int:
-        return self.redis_replicas + 1
+        return (self.redis_replicas + 1) * max(1, self.redis_shards)
 
     def private_subnet_cidrs(self) -> tuple[str, ...]:
         """A /20 (for a /16) per AZ for the Lambdas' ENIs and the cache nodes."""
@@ -237,6 +241,10 @@ class EnvConfig:
             yield "redis_automatic_failover: staging and prod must fail over automatically (Multi-AZ)"
         if self.name == "prod" and self.redis_replicas < 2:
             yield "redis_replicas: prod keeps at least 2 replicas, so a failover still leaves one"
+        if not 0 <= self.redis_shards <= 500:
+            yield f"redis_shards must be 0 (cluster mode off) .. 500, got {self.redis_shards}"
+        if self.redis_shards and not self.redis_automatic_failover:
+            yield "redis_automatic_failover: cluster mode fails a shard over by itself; it cannot be off"
         if not 0 <= self.redis_snapshot_retention_days <= 35:
             yield "redis_snapshot_retention_days must be 0..35"
         if self.name == "prod" and self.redis_snapshot_retention_days < 7:
@@ -411,6 +419,9 @@ def _configs() -> dict[str, EnvConfig]:
             nat_mode="per_az",
             redis_node_type="cache.r7g.large",
             redis_replicas=2,
+            # Cluster mode with one shard: the same three nodes as without it (the reference profile fits
+            # one), and the platform grows by adding shards online, with no new endpoint or client.
+            redis_shards=1,
             redis_automatic_failover=True,
             redis_snapshot_retention_days=7,
             log_retention_days=365,

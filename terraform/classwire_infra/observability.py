@@ -116,8 +116,9 @@ class Observability(Construct):
             )
         for member in cache_member_ids:
             node = {"CacheClusterId": member}
+            short = member.removeprefix(f"{prefix}-")  # 001, or 0001-001 in cluster mode
             alarm(
-                f"redis_{member[-3:]}_engine_cpu",
+                f"redis_{short}_engine_cpu",
                 f"Redis node {member}: the engine thread is saturated",
                 "AWS/ElastiCache",
                 "EngineCPUUtilization",
@@ -127,7 +128,7 @@ class Observability(Construct):
                 periods=5,
             )
             alarm(
-                f"redis_{member[-3:]}_memory",
+                f"redis_{short}_memory",
                 f"Redis node {member}: memory nearly full (the least recently used classroom logs are evicted next)",
                 "AWS/ElastiCache",
                 "DatabaseMemoryUsagePercentage",
@@ -137,7 +138,7 @@ class Observability(Construct):
                 periods=5,
             )
             alarm(
-                f"redis_{member[-3:]}_evictions",
+                f"redis_{short}_evictions",
                 f"Redis node {member}: keys evicted for memory; their classrooms' clients were reset",
                 "AWS/ElastiCache",
                 "Evictions",
@@ -146,7 +147,7 @@ class Observability(Construct):
                 periods=1,
             )
             alarm(
-                f"redis_{member[-3:]}_replication_lag",
+                f"redis_{short}_replication_lag",
                 f"Redis node {member}: a failover would lose writes",
                 "AWS/ElastiCache",
                 "ReplicationLag",

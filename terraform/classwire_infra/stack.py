@@ -95,6 +95,7 @@ class ClasswireStack(TerraformStack):
             availability_zones=config.availability_zones,
             node_type=config.redis_node_type,
             replicas=config.redis_replicas,
+            shards=config.redis_shards,
             automatic_failover=config.redis_automatic_failover,
             engine_version=config.redis_engine_version,
             parameter_family=config.redis_parameter_family,
@@ -119,10 +120,13 @@ class ClasswireStack(TerraformStack):
                 recovery_window_in_days=config.jwt_secret_recovery_days,
             ).arn
 
-        redis = RedisSettings(url=cache.url, auth="none")
+        clustered = config.redis_shards > 0
+        redis = RedisSettings(url=cache.url, auth="none", cluster=clustered)
         if config.redis_iam_auth:
             assert cache.user_id is not None, "the cache creates its IAM user whenever redis_iam_auth is on"
-            redis = RedisSettings(url=cache.url, auth="iam", user=cache.user_id, cache_name=config.prefix)
+            redis = RedisSettings(
+                url=cache.url, auth="iam", user=cache.user_id, cache_name=config.prefix, cluster=clustered
+            )
         settings = Settings(
             redis=redis,
             jwt=replace(config.jwt, secret_arn=jwt_secret_arn or ""),

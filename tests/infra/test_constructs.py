@@ -90,15 +90,45 @@ def test_redis_has_a_replica_in_another_az_and_is_encrypted(stacks, env):
     config = load(env)
     group = one(stacks[env].resources("aws_elasticache_replication_group"))
     assert group["engine"] == "redis" and group["engine_version"].startswith("7.")
-    assert group["num_cache_clusters"] == config.redis_replicas + 1 >= 2
-    azs = group["preferred_cache_cluster_azs"]
-    assert azs[0] != azs[1], "the first replica must be in another AZ than the primary"
+    if config.redis_shards:
+        # Cluster mode: each shard a primary and its replicas, spread by ElastiCache over the subnets' AZs.
+        assert group["cluster_mode"] == "enabled" and "num_cache_clusters" not in group
+        assert group["num_node_groups"] == config.redis_shards
+        assert group["replicas_per_node_group"] == config.redis_replicas >= 1
+        assert config.redis_automatic_failover and len(config.availability_zones) >= 2
+    else:
+        assert group["num_cache_clusters"] == config.redis_replicas + 1 >= 2
+        azs = group["preferred_cache_cluster_azs"]
+        assert azs[0] != azs[1], "the first replica must be in another AZ than the primary"
     assert group["at_rest_encryption_enabled"] == "true" and group["kms_key_id"].startswith("${aws_kms_key.")
     assert group["transit_encryption_enabled"] is True
     assert group["automatic_failover_enabled"] is config.redis_automatic_failover
     assert group["multi_az_enabled"] is config.redis_automatic_failover
     assert group["snapshot_retention_limit"] == config.redis_snapshot_retention_days
     assert "auth_token" not in group
+
+
+def test_prod_runs_in_cluster_mode_with_the_configuration_endpoint_and_an_alarm_set_per_node(stacks):
+    stack = stacks["prod"]
+    config = load("prod")
+    assert config.redis_shards >= 1
+    parameters = one(stack.resources("aws_elasticache_parameter_group"))["parameter"]
+    assert {"name": "cluster-enabled", "value": "yes"} in parameters
+    for function in stack.resources("aws_lambda_function").values():
+        variables = function["environment"]["variables"]
+        assert variables["CLASSWIRE_REDIS_CLUSTER"] == "True"
+        assert "configuration_endpoint_address" in variables["CLASSWIRE_REDIS_URL"]
+    nodes = [
+        f"classwire-prod-{s:04d}-{n:03d}"
+        for s in range(1, config.redis_shards + 1)
+        for n in range(1, config.redis_replicas + 2)
+    ]
+    watched = {
+        a["dimensions"]["CacheClusterId"]
+        for a in stack.resources("aws_cloudwatch_metric_alarm").values()
+        if "CacheClusterId" in (a.get("dimensions") or {})
+    }
+    assert watched == set(nodes)
 
 
 @pytest.mark.parametrize("env", ["staging", "prod"])
