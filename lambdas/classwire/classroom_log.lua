@@ -32,7 +32,8 @@
 --   cw:{c}:presence  LIST  students' joins and leaves of a crowded classroom waiting for the next round
 -- Presence is per user: a join is announced when a user's first connection arrives (not within the grace of
 -- its last leave), a leave when its last connection has been gone for the grace. A classroom whose
--- occupancy (users present or within their grace) passes `live_max` is crowded until it falls to 3/4 of it:
+-- occupancy (users present, or whose leave is still to be announced) passes `live_max` is crowded until it
+-- falls to 3/4 of it:
 -- students' joins and leaves then go to the teachers' connections only, in `presence` frames, and leave the
 -- log (so a class start costs O(N) deliveries, not O(N^2)). The join or leave that crosses either way is
 -- logged, and every logged one says whether the classroom is crowded, so members know when their roster
@@ -197,16 +198,18 @@ local PRESENCE_TTL_MS = 60000
 -- A round's `presence` frame holds at most this many bytes of changes (the rest wait for the next round).
 local PRESENCE_ROUND_BYTES = 24 * 1024
 
--- Users present, or gone for less than the grace (their leave is not announced yet).
+-- Users present, or gone with their leave not announced yet (within the grace, or due and not yet swept).
 local function occupancy(c)
   return redis.call('HLEN', key(c, 'users')) + redis.call('ZCARD', key(c, 'away'))
 end
+
+local function crowded(c) return redis.call('EXISTS', key(c, 'crowd')) end
 
 -- Announces a user's join or leave ('{"connections":n' .. extra is the start of its data): in the log, or,
 -- for a student of a crowded classroom, to the teachers only. Returns the frame, seq and epoch if logged.
 local function announce(c, info_json, event, data, nonce, ts, clock, retention)
   local users = occupancy(c)
-  local was = redis.call('EXISTS', key(c, 'crowd')) == 1
+  local was = crowded(c) == 1
   local crowded = users > presence.live_max or (was and users > math.floor(presence.live_max * 3 / 4))
   if crowded then
     redis.call('SET', key(c, 'crowd'), '1', 'PX', retention.age_ms)
@@ -361,7 +364,7 @@ local function take_presence(c)
   end
   redis.call('LTRIM', list, #taken, -1)
   return '{"type":"presence","classroom":' .. json_str(c) .. ',"users":' .. occupancy(c) ..
-    ',"crowded":' .. (redis.call('EXISTS', key(c, 'crowd')) == 1 and 'true' or 'false') ..
+    ',"crowded":' .. (crowded(c) == 1 and 'true' or 'false') ..
     ',"changes":[' .. table.concat(taken, ',') .. ']}'
 end
 
@@ -669,8 +672,7 @@ local ts = now_ms()
 local wait = admit(c, user, 'read', tonumber(ARGV[4]), tonumber(ARGV[5]), ts)
 if wait ~= 0 then return {'rate_limited', wait} end
 local live = redis.call('ZRANGEBYSCORE', key(c, 'members'), '(' .. ts, '+inf')
-return {ts, hmget_all(key(c, 'info'), live), hmget_all(key(c, 'lag'), live), redis.call('EXISTS', key(c, 'crowd')),
-  occupancy(c)}
+return {ts, hmget_all(key(c, 'info'), live), hmget_all(key(c, 'lag'), live), crowded(c), occupancy(c)}
 
 --@script report
 -- ARGV: classroom, connectionId, userId, seq, lagMs ('' when unknown), ttl ms, rate per second, burst,
@@ -694,11 +696,11 @@ redis.call('PEXPIRE', key(c, 'lag'), ttl)
 -- Leaves whose grace has passed are announced by the members' pings too (a quiet classroom has no other);
 -- after `behind`, so the pinger is not told it is behind a leave its round has yet to post.
 sweep_away(c, {}, ARGV[15], ts, clock, retention_at(16))
-local users, crowded = occupancy(c), redis.call('EXISTS', key(c, 'crowd'))
+local users, is_crowded = occupancy(c), crowded(c)
 local round = take_round(c, fanout.lease, fanout.lease_ms, fanout.events, fanout.bytes)
-if round[1] == '' then return {last, epoch, {}, {''}, users, crowded} end
+if round[1] == '' then return {last, epoch, {}, {''}, users, is_crowded} end
 local conns = members(c)
-return {last, epoch, conns, round_reply(c, round, conns), users, crowded}
+return {last, epoch, conns, round_reply(c, round, conns), users, is_crowded}
 
 --@script admit
 -- ARGV: classroom, connectionId, userId, rate per second, burst, the fan-out arguments (fanout_at), nonce,
