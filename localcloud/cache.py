@@ -258,6 +258,23 @@ class ReplicationGroup:
         self.stop()
 
 
+def _replicas_in_sync(replication: dict[int, Any]) -> bool:
+    """Whether every replica in `replication` (INFO replication by port, of the nodes that answer) has its
+    link up and has applied its primary's writes so far. A replica still in its first full sync holds
+    nothing, and a test that fails its shard over would promote an empty node."""
+    for info in replication.values():
+        if info.get("role") != "slave":
+            continue
+        primary = replication.get(int(info.get("master_port", 0)))
+        if primary is None:  # its primary is stopped by the test
+            continue
+        if info.get("master_link_status") != "up" or info.get("master_sync_in_progress", 0):
+            return False
+        if int(info.get("slave_repl_offset", -1)) < int(primary.get("master_repl_offset", 0)):
+            return False
+    return True
+
+
 class ShardedCluster:
     """A real Redis Cluster on loopback, the stand-in for ElastiCache's cluster mode: `shards` primaries with
     `replicas` each, joined by `redis-cli --cluster create` (which spreads the 16,384 slots evenly).
@@ -314,20 +331,25 @@ class ShardedCluster:
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Returns once every node that answers says the cluster is up and every slot is served (a node
-        stopped for a test answers nothing)."""
+        """Returns once every node that answers says the cluster is up and every slot is served, and its
+        replicas have taken their roles and synced (a node stopped for a test answers nothing)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            texts = []
+            texts, replication = [], {}
             for node in self.nodes:
+                answering = redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=0.5)
                 try:
-                    info = redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=0.5).execute_command(
-                        "CLUSTER", "INFO"
-                    )
+                    info = answering.execute_command("CLUSTER", "INFO")
+                    replication[node.port] = answering.info("replication")
                 except (redis.ConnectionError, redis.TimeoutError):
                     continue
+                finally:
+                    answering.close()
                 texts.append(info.decode() if isinstance(info, bytes) else str(info))
-            if texts and all("cluster_state:ok" in t and "cluster_slots_ok:16384" in t for t in texts):
+            ready = texts and all("cluster_state:ok" in t and "cluster_slots_ok:16384" in t for t in texts)
+            primaries = sum(info.get("role") == "master" for info in replication.values())
+            # `redis-cli --cluster create` returns before every replica has taken its role.
+            if ready and primaries == self.shards and _replicas_in_sync(replication):
                 return
             time.sleep(0.1)
         raise RuntimeError("the cluster did not come up")
@@ -359,6 +381,17 @@ class ShardedCluster:
                 raise RuntimeError(f"the node on port {node.port} was not promoted")
             time.sleep(0.05)
         self.wait_ready(max(1.0, deadline - time.monotonic()))
+
+    def wait_replicated(self, primary: RedisServer, replica: RedisServer, timeout: float = 15.0) -> None:
+        """Returns once `replica` has applied every write `primary` had made when called."""
+        target = int(_replication_info(primary)["master_repl_offset"])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = _replication_info(replica)
+            if info.get("master_link_status") == "up" and int(info.get("slave_repl_offset", -1)) >= target:
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"the replica on port {replica.port} did not catch up with its primary")
 
     def primary_and_replica(self, primary: RedisServer) -> tuple[RedisServer, RedisServer]:
         """A primary and its (first) replica."""
