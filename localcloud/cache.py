@@ -335,7 +335,8 @@ class ShardedCluster:
         replicas have taken their roles and synced (a node stopped for a test answers nothing)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            texts, replication = [], {}
+            texts: list[str] = []
+            replication: dict[int, Any] = {}  # INFO replication by port
             for node in self.nodes:
                 answering = redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=0.5)
                 try:
@@ -347,7 +348,7 @@ class ShardedCluster:
                     answering.close()
                 texts.append(info.decode() if isinstance(info, bytes) else str(info))
             ready = texts and all("cluster_state:ok" in t and "cluster_slots_ok:16384" in t for t in texts)
-            primaries = sum(info.get("role") == "master" for info in replication.values())
+            primaries = sum(node_info.get("role") == "master" for node_info in replication.values())
             # `redis-cli --cluster create` returns before every replica has taken its role.
             if ready and primaries == self.shards and _replicas_in_sync(replication):
                 return
