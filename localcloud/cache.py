@@ -197,6 +197,23 @@ def _replication_info(server: RedisServer) -> dict[str, Any]:
     return info
 
 
+def _caught_up(replica: dict[str, Any], offset: int) -> bool:
+    """Whether a replica (its INFO replication) has its link up and has applied its primary's `offset`
+    (the link is up only once its full sync has loaded)."""
+    return replica.get("master_link_status") == "up" and int(replica.get("slave_repl_offset", -1)) >= offset
+
+
+def wait_replicated(primary: RedisServer, replica: RedisServer, timeout: float = 10.0) -> None:
+    """Returns once `replica` has applied every write `primary` had made when called (not WAIT: that waits
+    only for the calling connection's own writes)."""
+    target = int(_replication_info(primary)["master_repl_offset"])
+    deadline = time.monotonic() + timeout
+    while not _caught_up(_replication_info(replica), target):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the replica on port {replica.port} did not catch up with its primary")
+        time.sleep(0.02)
+
+
 class ReplicationGroup:
     """A primary and a replica behind a primary endpoint, with ElastiCache-style failover."""
 
@@ -225,14 +242,7 @@ class ReplicationGroup:
 
     def wait_in_sync(self, timeout: float = 10.0) -> None:
         """Returns once the replica has applied every write the primary had made when called."""
-        target = _replication_info(self.primary)["master_repl_offset"]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            info = _replication_info(self.replica)
-            if info.get("master_link_status") == "up" and info.get("slave_repl_offset", -1) >= target:
-                return
-            time.sleep(0.02)
-        raise RuntimeError("replica did not catch up with the primary")
+        wait_replicated(self.primary, self.replica, timeout)
 
     def failover(self) -> None:
         """Promotes the replica without waiting for it to catch up (asynchronous replication: the
@@ -268,9 +278,7 @@ def _replicas_in_sync(replication: dict[int, Any]) -> bool:
         primary = replication.get(int(info.get("master_port", 0)))
         if primary is None:  # its primary is stopped by the test
             continue
-        if info.get("master_link_status") != "up" or info.get("master_sync_in_progress", 0):
-            return False
-        if int(info.get("slave_repl_offset", -1)) < int(primary.get("master_repl_offset", 0)):
+        if not _caught_up(info, int(primary.get("master_repl_offset", 0))):
             return False
     return True
 
@@ -382,17 +390,6 @@ class ShardedCluster:
                 raise RuntimeError(f"the node on port {node.port} was not promoted")
             time.sleep(0.05)
         self.wait_ready(max(1.0, deadline - time.monotonic()))
-
-    def wait_replicated(self, primary: RedisServer, replica: RedisServer, timeout: float = 15.0) -> None:
-        """Returns once `replica` has applied every write `primary` had made when called."""
-        target = int(_replication_info(primary)["master_repl_offset"])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            info = _replication_info(replica)
-            if info.get("master_link_status") == "up" and int(info.get("slave_repl_offset", -1)) >= target:
-                return
-            time.sleep(0.02)
-        raise RuntimeError(f"the replica on port {replica.port} did not catch up with its primary")
 
     def primary_and_replica(self, primary: RedisServer) -> tuple[RedisServer, RedisServer]:
         """A primary and its (first) replica."""

@@ -14,7 +14,7 @@ from redis.retry import Retry
 from classwire.classroom import ClassroomService
 from classwire.classroom_store import ClassroomStore, Member
 from classwire.settings import Limits
-from localcloud.cache import ShardedCluster
+from localcloud.cache import ShardedCluster, wait_replicated
 from tests.core.test_classroom_store import UNLIMITED
 from tests.core.test_fanout_rounds import Connections, send
 
@@ -95,18 +95,17 @@ def test_a_shard_failover_that_lost_writes_is_announced_and_leaves_the_other_sha
         store.join(teacher, 0)
         store.publish(teacher, "before", "chat", "1", True)
     primary, replica = cluster.primary_and_replica(shard_a[0])
-    # The replica has everything so far (WAIT would not do: it waits for the calling connection's own writes).
-    cluster.wait_replicated(primary, replica)
-    # The replica stops (and its replication link with it: a stopped process's socket would still buffer
-    # the stream), so the next write reaches the primary alone.
-    replica.process.send_signal(signal.SIGSTOP)
-    primary.client().execute_command("CLIENT", "KILL", "TYPE", "replica")
-    lost = store.publish(teacher_a, "lost", "chat", "2", True)  # acknowledged by the primary alone
-    assert lost.published is not None
-    lost_eid = json.loads(lost.published.frames[0])["eid"]
-    primary.process.send_signal(signal.SIGSTOP)
-    replica.process.send_signal(signal.SIGCONT)
+    wait_replicated(primary, replica, 15.0)  # the replica has everything so far
     try:
+        # The replica stops (and its replication link with it: a stopped process's socket would still
+        # buffer the stream), so the next write reaches the primary alone.
+        replica.process.send_signal(signal.SIGSTOP)
+        primary.client().execute_command("CLIENT", "KILL", "TYPE", "replica")
+        lost = store.publish(teacher_a, "lost", "chat", "2", True)  # acknowledged by the primary alone
+        assert lost.published is not None
+        lost_eid = json.loads(lost.published.frames[0])["eid"]
+        primary.process.send_signal(signal.SIGSTOP)
+        replica.process.send_signal(signal.SIGCONT)
         replica.client().execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
         cluster.wait_promoted(replica)
         # The other shard's classroom goes on as if nothing happened.
@@ -120,7 +119,8 @@ def test_a_shard_failover_that_lost_writes_is_announced_and_leaves_the_other_sha
         assert json.loads(after.published.frames[0])["eid"] != lost_eid
         page_a = store.sync(teacher_a, lost.seq, lost_eid, "", 10, 30_000)
         assert page_a.reset
-    finally:
+    finally:  # whatever failed, no node stays stopped for the module's other tests
+        replica.process.send_signal(signal.SIGCONT)
         primary.process.send_signal(signal.SIGCONT)
         client.close()
     cluster.wait_ready()
